@@ -1,0 +1,74 @@
+"""fvbench's command line: thin. It parses, calls the library, prints. Commands are loaded lazily by name."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+from fvbench.errors import FvbenchError
+
+# name -> "module:attribute". A command whose module is absent is not listed.
+COMMANDS: dict[str, str] = {
+    "generate": "fvbench.commands.generate:generate",
+    "presets": "fvbench.commands.generate:presets",
+    "convert-flashvideo": "fvbench.commands.convert:convert_flashvideo",
+    "run": "fvbench.commands.run:run",
+    "suites": "fvbench.commands.run:suites",
+    "export": "fvbench.commands.run:export",
+    "flops": "fvbench.commands.compute:flops",
+    "bench": "fvbench.commands.compute:bench",
+    "metrics": "fvbench.commands.metrics:metrics",
+    "score": "fvbench.commands.metrics:score",
+    "report": "fvbench.commands.report:report",
+    "check": "fvbench.commands.report:check",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command runs (fast start-up)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [n for n, target in COMMANDS.items() if importlib.util.find_spec(target.split(":")[0]) is not None]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None or name not in self.list_commands(ctx):
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="fvbench")
+def cli() -> None:
+    """fvbench: FlashVideo two-stage generation vs single-stage DiT baselines, measured."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors are one line on stderr and exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="fvbench", standalone_mode=False)
+    except FvbenchError as e:
+        click.echo(f"error: {e}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def entry() -> None:
+    """Console-script wrapper around :func:`main`."""
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Compute accounting: stage timers, peak memory, FLOP counting."""

@@ -1,0 +1,56 @@
+"""The model call shared by every sampler: classifier-free guidance batching and NFE accounting.
+
+One evaluation = one transformer call. With guidance the call carries batch 2 (unconditional, conditional),
+as CogVideoX does, so ``nfe`` counts calls and ``rows`` counts the samples the transformer processed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TextConditioning:
+    """Prompt embeddings for the conditional and unconditional branches, each (1, L, D)."""
+
+    cond: torch.Tensor
+    uncond: torch.Tensor
+
+
+class Denoiser:
+    """Calls a CogVideoX-style transformer on (B, F, C, H, W) latents with optional CFG; counts evaluations."""
+
+    def __init__(self, transformer: torch.nn.Module, text: TextConditioning, use_cfg: bool,
+                 image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 timestep_cond: torch.Tensor | None = None):
+        self.transformer = transformer
+        self.use_cfg = use_cfg
+        self.rotary = image_rotary_emb
+        self.encoder_hidden_states = torch.cat([text.uncond, text.cond]) if use_cfg else text.cond
+        self.timestep_cond = timestep_cond
+        self.nfe = 0
+        self.rows = 0
+
+    @torch.no_grad()
+    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor | float, guidance: float) -> torch.Tensor:
+        """Model output at ``timestep``; with CFG, ``uncond + guidance * (cond - uncond)``."""
+        x = torch.cat([latents, latents]) if self.use_cfg else latents
+        b = x.shape[0]
+        dtype = next(self.transformer.parameters()).dtype
+        t = torch.as_tensor(timestep, device=x.device)
+        t = t.expand(b) if t.ndim == 0 else t
+        kwargs = {}
+        if self.timestep_cond is not None:
+            kwargs["timestep_cond"] = self.timestep_cond.to(x.device, dtype).expand(b, -1)
+        out = self.transformer(
+            hidden_states=x.to(dtype), encoder_hidden_states=self.encoder_hidden_states.to(dtype), timestep=t,
+            image_rotary_emb=self.rotary, return_dict=False, **kwargs,
+        )[0].float()
+        self.nfe += 1
+        self.rows += b
+        if not self.use_cfg:
+            return out
+        uncond, cond = out.chunk(2)
+        return uncond + guidance * (cond - uncond)

@@ -1,0 +1,242 @@
+"""The generator: (prompt, seed) -> video, one stage after another, with what each stage cost.
+
+A stage's output (latents and the decoded video) is available as soon as the stage ends: the stage-I preview is a
+first-class product with its own latency. ``run_stage`` is public so that a runner can compute a stage-I result
+once and feed several stage-II variants from it (stage-prefix sharing).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.embeddings import get_3d_rotary_pos_embed
+from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
+
+from fvbench.compute.timing import ComponentTimer, PeakMemory
+from fvbench.errors import FvbenchError
+from fvbench.generation.denoiser import Denoiser, TextConditioning
+from fvbench.generation.models.registry import build_component, load_component
+from fvbench.generation.presets import Preset, StageConfig
+from fvbench.generation.samplers.cogvideox import sample_cogvideox
+from fvbench.generation.samplers.flow import degrade, sample_flow
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Components:
+    """Loaded modules of a preset: tokenizer, text encoder, VAE and the transformers by component name."""
+
+    tokenizer: Any
+    text_encoder: torch.nn.Module
+    vae: torch.nn.Module
+    transformers: dict[str, torch.nn.Module]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per module (text_encoder, vae, and each transformer)."""
+        mods = {"text_encoder": self.text_encoder, "vae": self.vae, **self.transformers}
+        return {k: sum(p.numel() for p in m.parameters()) for k, m in mods.items()}
+
+
+def load_components(preset: Preset, weights_dir: str | Path | None = None, device: str | torch.device = "cpu") -> Components:
+    """Build (``weights: builtin``) or load from local folders every component a preset names."""
+    device = torch.device(device)
+    dtype = _DTYPES[preset.dtype] if device.type != "cpu" else torch.float32
+    mods: dict[str, Any] = {}
+    root = None if preset.builtin and weights_dir is None else preset.weights_dir(weights_dir)
+    if root is not None and not root.is_dir():
+        raise FvbenchError(f"preset {preset.name!r}: weights folder {root} does not exist "
+                           f"(pass --weights DIR or set FVBENCH_WEIGHTS; see README 'Real models')")
+    for role, spec in preset.components.items():
+        if root is None:
+            mods[role] = build_component(spec.type, spec.config, preset.seed)
+        else:
+            mods[role] = load_component(spec.type, root / (spec.path or role), dtype, preset.name, role)
+        if isinstance(mods[role], torch.nn.Module):
+            mods[role] = mods[role].to(device)
+    if preset.vae_tiling:
+        mods["vae"].enable_tiling()
+    transformers = {s.transformer: mods[s.transformer] for s in preset.stages}
+    return Components(mods["tokenizer"], mods["text_encoder"], mods["vae"], transformers)
+
+
+@dataclass
+class StageOutput:
+    """What one stage produced and what it cost.
+
+    ``video`` is uint8 (F, H, W, 3), the product a user sees; ``seconds`` holds wall time per component of this
+    stage (upsample, vae_encode, denoise, vae_decode); ``nfe`` counts transformer calls and ``rows`` the samples
+    they processed (2 per call with CFG).
+    """
+
+    name: str
+    latents: torch.Tensor
+    video: torch.Tensor
+    seconds: dict[str, float]
+    nfe: int
+    rows: int
+    peak_memory_bytes: int | None
+    memory_kind: str
+    memory_scope: str
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+
+@dataclass
+class GenerationResult:
+    """A whole cascade run: text encoding time, each stage's output, and when each stage's video was ready."""
+
+    prompt: str
+    seed: int
+    text_seconds: float
+    stages: list[StageOutput]
+    ready_at: list[float] = field(default_factory=list)  # seconds from start to each stage's decoded video
+
+    @property
+    def video(self) -> torch.Tensor:
+        return self.stages[-1].video
+
+
+def stage_seed(seed: int, stage_index: int) -> int:
+    """Per-stage RNG seed, so a stage's noise never depends on how much noise an earlier stage drew."""
+    return (seed + stage_index * 0x9E3779B97F4A7C15) % (2**63)
+
+
+def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """VAE output (1, 3, F, H, W) in [-1, 1] -> uint8 (F, H, W, 3)."""
+    x = (pixels[0].float() / 2 + 0.5).clamp(0, 1)
+    return (x * 255).round().to(torch.uint8).permute(1, 2, 3, 0).contiguous().cpu()
+
+
+def from_uint8(video: torch.Tensor) -> torch.Tensor:
+    """uint8 (F, H, W, 3) -> float (F, 3, H, W) in [-1, 1]."""
+    return video.permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0
+
+
+class Generator:
+    """Runs a preset's stages on loaded components. Deterministic for a given (preset, seed) on CPU."""
+
+    def __init__(self, preset: Preset, components: Components, device: str | torch.device = "cpu"):
+        self.preset = preset
+        self.components = components
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_preset(cls, preset: Preset, weights_dir: str | Path | None = None,
+                    device: str | torch.device = "cpu") -> "Generator":
+        return cls(preset, load_components(preset, weights_dir, device), device)
+
+    # -- text ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _embed(self, text: str) -> torch.Tensor:
+        tok = self.components.tokenizer(
+            [text], padding="max_length", max_length=self.preset.max_text_length, truncation=True,
+            add_special_tokens=True, return_tensors="pt",
+        )
+        return self.components.text_encoder(tok.input_ids.to(self.device))[0].float()
+
+    def encode_text(self, prompt: str) -> tuple[TextConditioning, float]:
+        """Prompt embeddings (conditional and unconditional) and the seconds it took."""
+        timer = ComponentTimer(self.device)
+        with timer.time("text_encode"):
+            cond = self._embed(prompt)
+            uncond = torch.zeros_like(cond) if self.preset.uncond == "zeros" else self._embed("")
+        return TextConditioning(cond, uncond), timer.seconds["text_encode"]
+
+    # -- stages ----------------------------------------------------------------------------------------------
+    def _latent_scale(self, stage: StageConfig) -> float:
+        return stage.latent_scale if stage.latent_scale is not None else float(self.components.vae.config.scaling_factor)
+
+    def _rotary(self, stage: StageConfig, transformer: torch.nn.Module, grid: tuple[int, int, int]):
+        cfg = transformer.config
+        if not cfg.use_rotary_positional_embeddings:
+            return None
+        t, h, w = grid
+        if stage.rope == "grid":  # FlashVideo: positions 0..n-1 of the actual latent grid
+            crops = ((0, 0), (h, w))
+        else:  # diffusers CogVideoX 1.0: resize-crop against the training base size
+            crops = get_resize_crop_region_for_grid((h, w), cfg.sample_width // cfg.patch_size,
+                                                    cfg.sample_height // cfg.patch_size)
+        cos, sin = get_3d_rotary_pos_embed(cfg.attention_head_dim, crops, (h, w), t, device=self.device)
+        return cos, sin
+
+    def _vae_dtype(self) -> torch.dtype:
+        return next(self.components.vae.parameters()).dtype
+
+    def _check_stage(self, stage: StageConfig) -> None:
+        factor = self.preset.spatial_factor(stage)
+        if stage.height % factor or stage.width % factor:
+            raise FvbenchError(f"stage {stage.name!r}: {stage.height}x{stage.width} is not divisible by {factor}")
+
+    @torch.no_grad()
+    def run_stage(self, index: int, text: TextConditioning, seed: int,
+                  previous: StageOutput | None = None, stage: StageConfig | None = None) -> StageOutput:
+        """Run stage ``index`` of the preset (or ``stage`` in its place) and decode its video."""
+        stage = stage or self.preset.stages[index]
+        self._check_stage(stage)
+        transformer = self.components.transformers[stage.transformer]
+        vae = self.components.vae
+        gen = torch.Generator(device="cpu").manual_seed(stage_seed(seed, index))
+        timer = ComponentTimer(self.device)
+        scale = self._latent_scale(stage)
+        vf = self.preset.vae_spatial_factor
+        lat_f, lat_h, lat_w = self.preset.latent_frames, stage.height // vf, stage.width // vf
+        channels = transformer.config.in_channels
+        shape = (1, lat_f, channels, lat_h, lat_w)
+        p = transformer.config.patch_size
+        rotary = self._rotary(stage, transformer, (lat_f, lat_h // p, lat_w // p))
+        with PeakMemory(self.device) as mem:
+            if stage.solver == "flow-euler":
+                if stage.init == "upsample":
+                    if previous is None:
+                        raise FvbenchError(f"stage {stage.name!r} upsamples the previous stage, but there is none")
+                    with timer.time("upsample"):
+                        frames = from_uint8(previous.video).to(self.device)
+                        up = F.interpolate(frames, size=(stage.height, stage.width), mode="bilinear",
+                                           align_corners=False, antialias=True)
+                        up = up.permute(1, 0, 2, 3).unsqueeze(0).to(self._vae_dtype())  # (1, 3, F, H, W)
+                    with timer.time("vae_encode"):
+                        z = vae.encode(up).latent_dist.sample(generator=gen) * scale
+                        z = z.permute(0, 2, 1, 3, 4).float()  # (1, F, C, h, w)
+                    z0 = degrade(z, stage.noise_step, gen)
+                else:  # vanilla cascade: stage II from pure noise
+                    z0 = torch.randn(shape, generator=gen)
+                z0 = z0.to(self.device)
+                cond = torch.tensor([[float(stage.noise_step), float(lat_f)]])
+                uses_cond = hasattr(transformer.time_embedding, "ref_step")
+                den = Denoiser(transformer, text, stage.cfg > 1.0, rotary, cond if uses_cond else None)
+                with timer.time("denoise"):
+                    latents = sample_flow(den, z0, stage.nfe, stage.cfg, stage.shift)
+            else:
+                noise = torch.randn(shape, generator=gen).to(self.device)
+                den = Denoiser(transformer, text, stage.cfg > 1.0, rotary)
+                with timer.time("denoise"):
+                    latents = sample_cogvideox(den, noise, stage.solver, stage.nfe, stage.cfg, stage.cfg_schedule,
+                                               stage.snr_shift_scale, gen)
+            with timer.time("vae_decode"):
+                z = (latents.permute(0, 2, 1, 3, 4) / scale).to(self._vae_dtype())
+                video = to_uint8(vae.decode(z).sample)
+        return StageOutput(stage.name, latents.cpu(), video, dict(timer.seconds), den.nfe, den.rows,
+                           mem.bytes, mem.kind, mem.scope)
+
+    def generate(self, prompt: str, seed: int,
+                 on_stage_end: Callable[[int, StageOutput, float], None] | None = None) -> GenerationResult:
+        """Run every stage; ``on_stage_end(index, output, seconds_since_start)`` fires as each stage's video is ready."""
+        start = time.perf_counter()
+        text, text_s = self.encode_text(prompt)
+        result = GenerationResult(prompt, seed, text_s, [])
+        prev = None
+        for i in range(len(self.preset.stages)):
+            prev = self.run_stage(i, text, seed, prev)
+            result.stages.append(prev)
+            result.ready_at.append(time.perf_counter() - start)
+            if on_stage_end is not None:
+                on_stage_end(i, prev, result.ready_at[-1])
+        return result

@@ -1,0 +1,1 @@
+"""Model architectures, in-code builders and local-folder loaders."""

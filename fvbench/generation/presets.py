@@ -1,0 +1,214 @@
+"""Generator presets: frozen specs read from the YAML files under ``baselines/``.
+
+A preset names its components (type, folder, architecture config), the frame count, and the ordered list of
+stages. A FlashVideo cascade has two stages; a single-stage DiT baseline has one whose init is noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from fvbench.dataio import from_dict, load_data
+from fvbench.errors import FvbenchError, UnknownNameError
+from fvbench.paths import data_dir, weights_root
+
+Solver = Literal["dpm++2m", "ddim", "flow-euler"]
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One model component: its registry type, folder under the preset's weights dir, and architecture config."""
+
+    type: str
+    path: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of a cascade: which transformer runs at what resolution, with which solver, NFE and guidance.
+
+    ``nfe`` counts transformer evaluations (one call; with CFG that call has batch 2). ``init`` is ``noise`` for a
+    stage that starts from Gaussian noise, ``upsample`` for FlashVideo's stage II (previous stage's pixels ->
+    bilinear antialiased upsample -> VAE encode -> degradation at ``noise_step``). A flow stage with
+    ``init: noise`` is the vanilla cascade.
+    """
+
+    name: str
+    transformer: str
+    solver: Solver
+    nfe: int
+    height: int
+    width: int
+    cfg: float = 6.0
+    cfg_schedule: Literal["constant", "dynamic"] = "constant"
+    init: Literal["noise", "upsample"] = "noise"
+    noise_step: int = 675
+    shift: float = 2.5
+    latent_scale: float | None = None
+    rope: Literal["grid", "crop"] = "grid"
+    snr_shift_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.nfe <= 0:
+            raise ValueError(f"stage {self.name!r}: NFE must be positive, got {self.nfe}")
+        if self.height <= 0 or self.width <= 0:
+            raise ValueError(f"stage {self.name!r}: resolution must be positive, got {self.height}x{self.width}")
+        if self.cfg < 1.0:
+            raise ValueError(f"stage {self.name!r}: cfg must be >= 1 (1 disables guidance), got {self.cfg}")
+        if not 0 <= self.noise_step < 1000:
+            raise ValueError(f"stage {self.name!r}: noise_step must be in [0, 999], got {self.noise_step}")
+        if self.shift <= 0:
+            raise ValueError(f"stage {self.name!r}: shift must be positive, got {self.shift}")
+        if self.solver == "flow-euler" and self.cfg_schedule == "dynamic":
+            raise ValueError(f"stage {self.name!r}: the flow solver takes constant CFG only")
+        if self.init == "upsample" and self.solver != "flow-euler":
+            raise ValueError(f"stage {self.name!r}: init 'upsample' needs the flow-euler solver")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A generator: components plus an ordered list of stages, all frozen."""
+
+    name: str
+    description: str
+    family: Literal["cascade", "single-stage"]
+    size: str
+    frames: int
+    weights: str
+    components: dict[str, ComponentSpec]
+    stages: tuple[StageConfig, ...]
+    max_text_length: int = 226
+    uncond: Literal["zeros", "empty"] = "zeros"
+    seed: int = 0
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    vae_tiling: bool = False
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError("a preset needs at least one stage")
+        if self.stages[0].init != "noise":
+            raise ValueError("the first stage must start from noise")
+        if self.frames <= 0 or (self.frames - 1) % 4 or ((self.frames - 1) // 4) % 2:
+            raise ValueError(
+                f"frames must be of the form 4k+1 with an odd number of latent frames (9, 17, 25, ..., 49): the "
+                f"CogVideoX VAE decodes an even latent count to a different frame count; got {self.frames}"
+            )
+        for role in ("tokenizer", "text_encoder", "vae"):
+            if role not in self.components:
+                raise ValueError(f"missing component {role!r}")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        for s in self.stages:
+            if s.transformer not in self.components:
+                raise ValueError(f"stage {s.name!r} names transformer {s.transformer!r}, not among the components")
+            factor = self.spatial_factor(s)
+            if s.height % factor or s.width % factor:
+                raise ValueError(
+                    f"stage {s.name!r}: resolution {s.height}x{s.width} is not divisible by {factor} "
+                    f"(VAE factor {self.vae_spatial_factor} x patch {self.patch_size(s)})"
+                )
+        if self.family == "single-stage" and len(self.stages) != 1:
+            raise ValueError("a single-stage preset has exactly one stage")
+
+    @property
+    def vae_spatial_factor(self) -> int:
+        """Spatial downsampling of the VAE: 2 ** (number of down blocks - 1), 8 for CogVideoX."""
+        blocks = self.components["vae"].config.get("block_out_channels", (128, 256, 256, 512))
+        return 2 ** (len(blocks) - 1)
+
+    def patch_size(self, stage: StageConfig) -> int:
+        return int(self.components[stage.transformer].config.get("patch_size", 2))
+
+    def spatial_factor(self, stage: StageConfig) -> int:
+        """What a stage's height and width must be divisible by: VAE factor x patch size (16 for CogVideoX)."""
+        return self.vae_spatial_factor * self.patch_size(stage)
+
+    @property
+    def latent_frames(self) -> int:
+        return (self.frames - 1) // 4 + 1
+
+    @property
+    def builtin(self) -> bool:
+        """True when the weights are built in code (random, seeded) rather than loaded from disk."""
+        return self.weights == "builtin"
+
+    def weights_dir(self, override: str | Path | None = None) -> Path:
+        """The folder holding this preset's component folders (override, absolute path, or under the weights root)."""
+        if override is not None:
+            return Path(override).expanduser()
+        p = Path(self.weights).expanduser()
+        return p if p.is_absolute() else weights_root() / p
+
+    def stage(self, name: str) -> StageConfig:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise UnknownNameError(f"stage of preset {self.name!r}", name, [s.name for s in self.stages])
+
+    def with_overrides(self, stages: dict[str, dict[str, Any]] | None = None, frames: int | None = None) -> "Preset":
+        """A copy with stage fields replaced, e.g. ``{"stage2": {"nfe": 8}}``; re-validated, errors as FvbenchError."""
+        stages = stages or {}
+        unknown = sorted(set(stages) - {s.name for s in self.stages})
+        if unknown:
+            raise UnknownNameError(f"stage of preset {self.name!r}", unknown[0], [s.name for s in self.stages])
+        try:
+            new_stages = tuple(dataclasses.replace(s, **stages.get(s.name, {})) for s in self.stages)
+            return dataclasses.replace(self, stages=new_stages, frames=frames if frames is not None else self.frames)
+        except (ValueError, TypeError) as e:
+            raise FvbenchError(f"preset {self.name!r}: {e}") from None
+
+
+def _parse_file(path: Path) -> dict[str, Preset]:
+    data = load_data(path)
+    if not isinstance(data, dict) or set(data) - {"presets", "components"}:
+        raise FvbenchError(f"{path}: a preset file has top-level keys 'presets' (and optionally 'components')")
+    shared = data.get("components") or {}
+    out: dict[str, Preset] = {}
+    for name, raw in (data.get("presets") or {}).items():
+        if not isinstance(raw, dict):
+            raise FvbenchError(f"{path}: preset {name!r} must be a mapping")
+        raw = dict(raw)
+        comps = {}
+        for role, c in (raw.get("components") or {}).items():
+            if isinstance(c, str):  # a reference to a shared component definition
+                if c not in shared:
+                    raise UnknownNameError(f"shared component in {path.name}", c, list(shared))
+                c = shared[c]
+            comps[role] = from_dict(ComponentSpec, c, f"{path.name}:{name}.components.{role}")
+        stages = [from_dict(StageConfig, st, f"{path.name}:{name}.stages[{i}]")
+                  for i, st in enumerate(raw.get("stages") or [])]
+        raw.setdefault("source", str(path))
+        preset = from_dict(Preset, {**raw, "name": name, "components": comps, "stages": stages}, f"{path.name}:{name}")
+        out[name] = preset
+    return out
+
+
+@lru_cache(maxsize=4)
+def _all_presets(folder: str) -> dict[str, Preset]:
+    presets: dict[str, Preset] = {}
+    for f in sorted(Path(folder).glob("*.yaml")):
+        for name, p in _parse_file(f).items():
+            if name in presets:
+                raise FvbenchError(f"preset {name!r} is defined twice ({presets[name].source} and {f})")
+            presets[name] = p
+    return presets
+
+
+def all_presets() -> dict[str, Preset]:
+    """Every preset under ``baselines/``, by name."""
+    return dict(_all_presets(str(data_dir("baselines"))))
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; an unknown name lists the known ones."""
+    presets = all_presets()
+    if name not in presets:
+        raise UnknownNameError("preset", name, list(presets))
+    return presets[name]

@@ -1,0 +1,42 @@
+"""Writing and reading videos (mp4 via imageio-ffmpeg, which ships its own ffmpeg)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def write_mp4(video: torch.Tensor | np.ndarray, path: str | Path, fps: int = 8) -> Path:
+    """Write uint8 frames (F, H, W, 3) to ``path`` atomically (temp file in the same folder, then rename)."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    frames = video.numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames (F, H, W, 3), got {frames.dtype} {frames.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".mp4", dir=path.parent, prefix=".tmp-")
+    os.close(fd)
+    try:
+        # yuv420p plays everywhere; macro_block_size=1 avoids silent resizing (sizes here are multiples of 16).
+        with imageio.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=1, quality=None,
+                                pixelformat="yuv420p", ffmpeg_log_level="error", ffmpeg_params=["-crf", "12"]) as w:
+            for f in frames:
+                w.append_data(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_mp4(path: str | Path) -> np.ndarray:
+    """Read an mp4 back as uint8 (F, H, W, 3)."""
+    import imageio.v2 as imageio
+
+    return np.stack(list(imageio.get_reader(str(path))))
