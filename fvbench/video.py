@@ -39,4 +39,5 @@ def read_mp4(path: str | Path) -> np.ndarray:
     """Read an mp4 back as uint8 (F, H, W, 3)."""
     import imageio.v2 as imageio
 
-    return np.stack(list(imageio.get_reader(str(path))))
+    with imageio.get_reader(str(path)) as reader:  # iterate: its len() is inf, so list(reader) would not end well
+        return np.stack([frame for frame in reader])
