@@ -1,0 +1,230 @@
+"""``fvbench run`` (the sweep), ``fvbench suites`` and ``fvbench export``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from fvbench.errors import FvbenchError
+
+CPU_DEFAULT_LIMIT = 2
+CPU_DEFAULT_SAMPLES = 1
+
+
+def _ints(value: str | None, flag: str) -> tuple[int, ...]:
+    if not value:
+        return ()
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise FvbenchError(f"{flag} expects a comma list of integers, got {value!r}") from None
+
+
+def _names(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+def _gemm_gflops() -> float:
+    """Measured fp32 GEMM throughput of this machine (a 1024^3 matmul, best of 3), for the dry-run estimate."""
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * 1024**3 / best / 1e9
+
+
+@click.command()
+@click.option("--suite", "suite_name", default="vbench", show_default=True,
+              help="vbench, vbench:<dimension>, a suite under suites/, or a prompt file (.txt/.yaml).")
+@click.option("--nfe-sweep", is_flag=True, help="Stage I {10,20,30,50} x stage II {1,2,4,8}; single-stage at {10,20,30,50}.")
+@click.option("--stage1-nfe", help="Comma list of stage-I NFEs (overrides the sweep's).")
+@click.option("--stage2-nfe", help="Comma list of stage-II NFEs (cascades).")
+@click.option("--sizes", default="s", show_default=True,
+              help="Sizes of the default families cpu-flashvideo-<size> + cpu-dit-<size> (s, m, l).")
+@click.option("--presets", help="Comma list of presets to run instead of the default families.")
+@click.option("--limit", default="auto", show_default=True,
+              help="First N prompts of the suite, or 'all'. auto: 2 for CPU-scale presets, else all.")
+@click.option("--samples", type=int, help="Videos per prompt (VBench standard: 5). auto: 1 for CPU-scale presets.")
+@click.option("--max-flops", type=float, help="Keep only configurations with at most this many FLOPs per video.")
+@click.option("--seed", "base_seed", default=0, show_default=True, type=int, help="Base seed.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder (default: <runs>/<suite>-<plan hash>, so the same command resumes).")
+@click.option("--save-videos", type=click.Choice(["all", "previews", "none"]), default="all", show_default=True,
+              help="all: final videos (VBench naming) and stage-I previews; previews: only those; none.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder for real presets.")
+@click.option("--metrics", "metric_names", help="Comma list of per-video metrics (see `fvbench metrics`).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (videos, predicted FLOPs, time estimate) and stop.")
+def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: str | None, sizes: str,
+        presets: str | None, limit: str, samples: int | None, max_flops: float | None, base_seed: int,
+        out: Path | None, save_videos: str, device: str, weights: Path | None, metric_names: str | None,
+        dry_run: bool) -> None:
+    """Run a sweep of generators over a prompt suite and store one row per video."""
+    from fvbench.generation.presets import get_preset
+    from fvbench.paths import default_runs_dir
+    from fvbench.runner import execute, make_plan
+    from fvbench.spec import SweepOptions
+
+    opts = SweepOptions(presets=_names(presets), sizes=_names(sizes), stage1_nfe=_ints(stage1_nfe, "--stage1-nfe"),
+                        stage2_nfe=_ints(stage2_nfe, "--stage2-nfe"), nfe_sweep=nfe_sweep)
+    from fvbench.spec import DEFAULT_FAMILIES
+
+    names = opts.presets or tuple(f.format(size=s) for s in opts.sizes for f in DEFAULT_FAMILIES)
+    cpu_scale = all(get_preset(n).builtin for n in names)
+    if limit == "auto":
+        n_limit = CPU_DEFAULT_LIMIT if cpu_scale else None
+    elif limit == "all":
+        n_limit = None
+    else:
+        try:
+            n_limit = int(limit)
+        except ValueError:
+            raise FvbenchError(f"--limit expects a number, 'all' or 'auto', got {limit!r}") from None
+        if n_limit <= 0:
+            raise FvbenchError(f"--limit must be positive, got {n_limit}")
+    if samples is None and cpu_scale:
+        samples = CPU_DEFAULT_SAMPLES
+    metric_fn, metric_list = None, _names(metric_names)
+    if metric_list:
+        from fvbench.metrics.registry import make_metric_fn
+
+        metric_fn = make_metric_fn(metric_list)  # fails fast on a missing weight or package
+    plan = make_plan(suite_name, opts, n_limit, samples, base_seed, max_flops)
+    _print_plan(plan, n_limit, suite_name, cpu_scale, save_videos)
+    if dry_run:
+        _print_estimate(plan)
+        return
+    runs = default_runs_dir()
+    run_dir = out if out is not None else runs / plan.default_name()
+    _run(plan, run_dir, runs, device, weights, save_videos, metric_fn, suite_name)
+
+
+def _print_plan(plan, n_limit, suite_name: str, cpu_scale: bool, save_videos: str) -> None:
+    by_base: dict[str, list] = {}
+    for p in plan.points:
+        by_base.setdefault(p.base, []).append(p)
+    part = (f"the first {len(plan.suite.prompts)} of its {plan.suite_total} prompts (--limit {n_limit})"
+            if n_limit is not None and n_limit < plan.suite_total else f"all {plan.suite_total} prompts")
+    click.echo(f"suite {plan.suite.name}: {part}, {plan.samples} sample(s) per prompt; sha256 {plan.suite.sha256[:16]}")
+    for base, pts in by_base.items():
+        splits = ", ".join("/".join(map(str, p.nfe)) for p in pts)
+        click.echo(f"  preset {base}: {len(pts)} configuration(s), NFE {splits}")
+    shared, naive = plan.stage1_computations()
+    click.echo(f"  {len(plan.units)} videos; stage I computed {shared} times instead of {naive} (prefix sharing); "
+               f"predicted compute {plan.total_flops() / 1e12:.2f} TFLOP for all videos; videos saved: {save_videos}")
+    if cpu_scale:
+        click.echo("  CPU-scale presets with random weights: numbers measure compute and timing, not quality.")
+    if n_limit is not None or plan.samples < plan.suite.samples_per_prompt:
+        click.echo(f"  whole suite: fvbench run --suite {suite_name} ... --limit all --samples "
+                   f"{plan.suite.samples_per_prompt}")
+
+
+def _print_estimate(plan) -> None:
+    import pandas as pd
+
+    gflops = _gemm_gflops()
+    assumed = 0.25 * gflops
+    rows = []
+    for p in plan.points:
+        n = sum(1 for u in plan.units if u.config.config_hash == p.config_hash)
+        f = plan.flops[p.config_hash]["total"]
+        rows.append({"config": p.label, "videos": n, "TFLOP/video": f / 1e12, "est. s/video": f / (assumed * 1e9)})
+    df = pd.DataFrame(rows)
+    click.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    total = plan.total_flops() / (assumed * 1e9)
+    click.echo(f"time estimate (rough): {total / 60:.1f} min for {len(plan.units)} videos, from FLOPs at 25% of this "
+               f"machine's measured fp32 GEMM throughput ({gflops:.0f} GFLOP/s, 1 measurement of 3 repeats); "
+               f"stage-I sharing and small-model overheads are not modelled")
+
+
+def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, save_videos: str, metric_fn,
+         suite_name: str) -> None:
+    from tqdm import tqdm
+
+    from fvbench.provenance import provenance
+    from fvbench.runfiles import prepare_run_dir, write_latest
+    from fvbench.runner import execute
+    from fvbench.worker import GroupWorker
+
+    prov = provenance(device)
+    worker = GroupWorker(run_dir, prov, (plan.suite.name, plan.suite.sha256), device, weights, save_videos, metric_fn)
+    for base in dict.fromkeys(p.base for p in plan.points):
+        worker.components(base)  # load every model before generating: a missing weight fails here
+    click.echo(f"run folder: {run_dir}")
+    bar = tqdm(total=len(plan.units), unit="video", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+
+    def on_result(result) -> None:
+        bar.update(1)
+        if result.row.get("status") == "failed":
+            bar.write(f"failed: {result.row['config']} {result.row['prompt_id']}: {result.row['error']}")
+
+    info = {"command": " ".join(sys.argv), "suite_arg": suite_name, "provenance": prov}
+    prepare_run_dir(run_dir)
+    if run_dir.resolve().parent == Path(runs).resolve():
+        write_latest(runs, run_dir)
+    bar.update(0)
+    summary = execute(plan, run_dir, worker, on_result=on_result, run_info=info)
+    bar.update(summary.skipped)
+    bar.close()
+    click.echo(f"done: {summary.done} new, {summary.skipped} already stored, {summary.failed} failed, "
+               f"{summary.seconds:.1f} s wall on {prov['device']} ({prov.get('device_name')}, "
+               f"{prov.get('torch_threads')} threads)")
+    _print_summary(run_dir)
+
+
+def _print_summary(run_dir: Path) -> None:
+    from fvbench.store import load_results
+
+    df = load_results(run_dir)
+    done = df[df.status == "done"]
+    if done.empty:
+        return
+    table = done.groupby("config", sort=False).agg(
+        videos=("unit_hash", "size"), preview_s=("preview_s", "mean"), total_s=("total_s", "mean"),
+        stage1_s=("s1_seconds", "mean"), stage2_s=("s2_seconds", "mean"), tflop=("flops_total", "mean"),
+        shared_s1=("s1_shared", "sum"))
+    table["tflop"] = table["tflop"] / 1e12
+    click.echo("per configuration (means over videos; seconds are wall time per video on this device; "
+               "total_s = text encode + all stages as if stage I were not shared; tflop = FLOPs per video / 1e12):")
+    click.echo(table.to_string(float_format=lambda v: f"{v:.3g}"))
+    s1_measured = done.loc[done.s1_shared == 0, "s1_seconds"].sum()
+    s1_naive = done["s1_seconds"].sum()
+    if s1_naive > 0 and len(done) > 1:
+        click.echo(f"stage-I prefix sharing: stage-I time spent {s1_measured:.1f} s instead of {s1_naive:.1f} s "
+                   f"({s1_measured / s1_naive:.2f}x) for the videos generated")
+    click.echo(f"results: fvbench.load_results({str(run_dir)!r}); report: fvbench report {run_dir}")
+
+
+@click.command()
+def suites() -> None:
+    """List the prompt suites (and VBench dimensions)."""
+    from fvbench.suites import list_suites
+
+    for name in list_suites():
+        click.echo(name)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def export(run_dir: Path, fmt: str, out: Path) -> None:
+    """Write a run's rows (metrics as columns) to parquet or CSV."""
+    from fvbench.store import load_results
+
+    df = load_results(run_dir)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if fmt == "parquet":
+        df.to_parquet(tmp, index=False)
+    else:
+        df.to_csv(tmp, index=False)
+    tmp.replace(out)
+    click.echo(f"{len(df)} rows -> {out}")

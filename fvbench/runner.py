@@ -1,0 +1,121 @@
+"""``fvbench run`` as a library: plan a sweep, then execute it into a run folder's store, resumably.
+
+plan: suite + sweep options -> configuration points -> units (frozen, hashed) -> groups sharing stage I.
+execute: lock the run folder, skip done units, run groups on an executor, commit each row as it arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from fvbench.compute.flops import preset_flops
+from fvbench.errors import FvbenchError
+from fvbench.executors.base import GroupResult
+from fvbench.spec import ConfigPoint, SweepOptions, Unit, UnitGroup, canonical_hash, config_points, expand_units, group_units
+from fvbench.suites import Suite, load_suite
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run will do, decided before any generation."""
+
+    suite: Suite
+    suite_total: int  # prompts in the whole suite before --limit
+    samples: int
+    points: tuple[ConfigPoint, ...]
+    units: tuple[Unit, ...]
+    groups: tuple[UnitGroup, ...]
+    flops: dict[str, dict[str, Any]] = field(default_factory=dict)  # config_hash -> preset_flops
+
+    @property
+    def plan_hash(self) -> str:
+        return canonical_hash(sorted(u.unit_hash for u in self.units))
+
+    def default_name(self) -> str:
+        """A run folder name that is the same for the same plan, so rerunning the same command resumes it."""
+        suite = re.sub(r"[^A-Za-z0-9._-]+", "_", self.suite.name)[:40] or "suite"
+        return f"{suite}-{self.plan_hash[:10]}"
+
+    def total_flops(self) -> int:
+        return sum(self.flops[u.config.config_hash]["total"] for u in self.units)
+
+    def stage1_computations(self) -> tuple[int, int]:
+        """(stage-I runs with sharing, stage-I runs without): the saving prefix sharing buys."""
+        shared = len({u.prefix_key for u in self.units})
+        return shared, len(self.units)
+
+
+def make_plan(suite_name: str, opts: SweepOptions, limit: int | None = None, samples: int | None = None,
+              base_seed: int = 0, max_flops: float | None = None) -> Plan:
+    """Expand a suite and sweep into units; ``max_flops`` keeps only configurations at or under that many FLOPs per video."""
+    full = load_suite(suite_name)
+    suite = full.limited(limit)
+    samples = samples if samples is not None else full.samples_per_prompt
+    points = config_points(opts)
+    flops = {p.config_hash: preset_flops(p.preset) for p in points}
+    if max_flops is not None:
+        if max_flops <= 0:
+            raise FvbenchError(f"--max-flops must be positive, got {max_flops}")
+        points = [p for p in points if flops[p.config_hash]["total"] <= max_flops]
+        if not points:
+            raise FvbenchError(f"no configuration fits under --max-flops {max_flops:.3g} FLOPs per video")
+    units = expand_units(points, suite, samples, base_seed)
+    return Plan(suite, len(full.prompts), samples, tuple(points), tuple(units), tuple(group_units(units)), flops)
+
+
+@dataclass
+class RunSummary:
+    """What an execution did."""
+
+    run_dir: Path
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+
+def execute(plan: Plan, run_dir: Path, worker, executor=None,
+            on_result: Callable[[GroupResult], None] | None = None, run_info: dict[str, Any] | None = None) -> RunSummary:
+    """Run the plan into ``run_dir`` (created if needed); rows are committed one by one, done units are skipped."""
+    from fvbench.executors.local import LocalExecutor
+    from fvbench.runfiles import RunLock, prepare_run_dir
+    from fvbench.store import open_store
+
+    run_dir = prepare_run_dir(run_dir)
+    with RunLock(run_dir):
+        store = open_store(run_dir, create=True)
+        try:
+            done = store.done_hashes()
+            summary = RunSummary(run_dir, skipped=sum(u.unit_hash in done for u in plan.units))
+            store.set_info("last_plan", {**(run_info or {}), "suite": plan.suite.name,
+                                         "suite_sha256": plan.suite.sha256, "suite_prompts": len(plan.suite.prompts),
+                                         "suite_total": plan.suite_total, "samples": plan.samples,
+                                         "units": len(plan.units), "configs": [p.label for p in plan.points],
+                                         "started_at": time.time()})
+            start = time.perf_counter()
+
+            def commit(result: GroupResult) -> None:
+                row = dict(result.row)
+                row["attempts"] = store.attempts(row["unit_hash"]) + 1
+                store.put_unit(row, result.metrics)
+                if row["status"] == "done":
+                    summary.done += 1
+                else:
+                    summary.failed += 1
+                if on_result is not None:
+                    on_result(result)
+
+            (executor or LocalExecutor(worker)).run(plan.groups, done, commit)
+            summary.seconds = time.perf_counter() - start
+            store.set_info("last_finished", {"at": time.time(), "done": summary.done, "failed": summary.failed,
+                                             "skipped": summary.skipped, "seconds": summary.seconds})
+        finally:
+            store.close()
+    (run_dir / "run.json").write_text(json.dumps({**(run_info or {}), "plan_hash": plan.plan_hash}, indent=2,
+                                                 default=str))
+    return summary

@@ -1,0 +1,168 @@
+"""The results store of a run folder: SQLite (WAL), one row per video, committed as each video finishes.
+
+Every writing transaction is ``BEGIN IMMEDIATE`` with a busy timeout, so several writer processes on one host lose
+no rows; every query is parameterised. Metrics live in a long table (unit, metric, value, error, version) so metrics
+can be added to a finished run. A store written by another schema version is refused before anything is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from fvbench.errors import FvbenchError
+
+SCHEMA_VERSION = 1
+STORE_NAME = "results.sqlite"
+
+# Per-stage columns, prefixed s1_ / s2_ (NULL where a preset has no such stage).
+STAGE_COLUMNS: dict[str, str] = {
+    "name": "TEXT", "nfe": "INTEGER", "nfe_executed": "INTEGER", "batch_rows": "INTEGER", "cfg": "REAL",
+    "height": "INTEGER", "width": "INTEGER", "solver": "TEXT",
+    "upsample_s": "REAL", "vae_encode_s": "REAL", "denoise_s": "REAL", "vae_decode_s": "REAL", "seconds": "REAL",
+    "shared": "INTEGER", "flops": "INTEGER", "denoise_flops": "INTEGER", "params": "INTEGER",
+    "peak_mem_bytes": "INTEGER", "video_sha256": "TEXT", "video_path": "TEXT",
+}
+UNIT_COLUMNS: dict[str, str] = {
+    "unit_hash": "TEXT PRIMARY KEY", "config_hash": "TEXT", "config": "TEXT", "preset": "TEXT", "family": "TEXT",
+    "size": "TEXT", "frames": "INTEGER", "suite": "TEXT", "suite_sha256": "TEXT", "prompt_id": "TEXT",
+    "prompt": "TEXT", "dimensions": "TEXT", "sample": "INTEGER", "seed": "INTEGER",
+    "status": "TEXT", "error": "TEXT", "attempts": "INTEGER",
+    "text_encode_s": "REAL", "preview_s": "REAL", "total_s": "REAL", "wall_s": "REAL",
+    "text_flops": "INTEGER", "flops_total": "INTEGER", "params_total": "INTEGER", "peak_mem_kind": "TEXT",
+    "vbench_name": "INTEGER",
+    **{f"s{i}_{k}": v for i in (1, 2) for k, v in STAGE_COLUMNS.items()},
+    "device": "TEXT", "device_name": "TEXT", "threads": "INTEGER", "git": "TEXT", "versions": "TEXT",
+    "finished_at": "REAL",
+}
+
+
+class Store:
+    """One run's SQLite store. Open with :func:`open_store`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path, self.conn = path, conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A writing transaction opened with BEGIN IMMEDIATE (takes the write lock up front)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def done_hashes(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT unit_hash FROM units WHERE status = 'done'")}
+
+    def attempts(self, unit_hash: str) -> int:
+        row = self.conn.execute("SELECT attempts FROM units WHERE unit_hash = ?", (unit_hash,)).fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def put_unit(self, row: dict[str, Any], metrics: dict[str, tuple[float | None, str | None, str]] | None = None) -> None:
+        """Insert or replace a unit's row (and its metrics) in one transaction."""
+        unknown = set(row) - set(UNIT_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown store columns: {sorted(unknown)}")
+        cols = list(row)
+        sql = f"INSERT OR REPLACE INTO units ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+        with self.write() as c:
+            c.execute(sql, [row[k] for k in cols])
+            for name, (value, error, version) in (metrics or {}).items():
+                c.execute("INSERT OR REPLACE INTO metrics (unit_hash, metric, value, error, version) VALUES (?, ?, ?, ?, ?)",
+                          (row["unit_hash"], name, value, error, version))
+
+    def put_metrics(self, unit_hash: str, metrics: dict[str, tuple[float | None, str | None, str]]) -> None:
+        with self.write() as c:
+            for name, (value, error, version) in metrics.items():
+                c.execute("INSERT OR REPLACE INTO metrics (unit_hash, metric, value, error, version) VALUES (?, ?, ?, ?, ?)",
+                          (unit_hash, name, value, error, version))
+
+    def set_info(self, key: str, value: Any) -> None:
+        with self.write() as c:
+            c.execute("INSERT OR REPLACE INTO info (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def info(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM info")}
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=60.0, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 60000")
+    return conn
+
+
+def open_store(run_dir: Path, create: bool = False) -> Store:
+    """Open (or, with ``create``, create) the store of a run folder; a store of another schema is refused untouched."""
+    path = Path(run_dir) / STORE_NAME
+    exists = path.exists()
+    if not exists and not create:
+        raise FvbenchError(f"{run_dir} has no {STORE_NAME}: not an fvbench run folder")
+    try:
+        conn = _connect(path)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as e:
+        raise FvbenchError(f"{path} is not a readable SQLite store: {e}") from None
+    if exists and tables:
+        version = None
+        if "schema" in tables:
+            row = conn.execute("SELECT version FROM schema").fetchone()
+            version = row[0] if row else None
+        if version != SCHEMA_VERSION or "units" not in tables:
+            conn.close()
+            raise FvbenchError(f"{path} holds a store of another schema (version {version}, this fvbench writes "
+                               f"{SCHEMA_VERSION}); use a new --out folder. Nothing was changed.")
+        return Store(path, conn)
+    if not create:
+        conn.close()
+        raise FvbenchError(f"{path} is empty: not an fvbench store")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("CREATE TABLE schema (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema (version) VALUES (?)", (SCHEMA_VERSION,))
+    conn.execute("CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT)")
+    conn.execute(f"CREATE TABLE units ({', '.join(f'{k} {v}' for k, v in UNIT_COLUMNS.items())})")
+    conn.execute("CREATE TABLE metrics (unit_hash TEXT NOT NULL, metric TEXT NOT NULL, value REAL, error TEXT, "
+                 "version TEXT, PRIMARY KEY (unit_hash, metric))")
+    conn.execute("COMMIT")
+    return Store(path, conn)
+
+
+def load_results(run_dir: str | Path, include_failed: bool = True):
+    """A run's rows as a pandas DataFrame, one per video, with metrics pivoted into ``metric:<name>`` columns."""
+    import pandas as pd
+
+    store = open_store(Path(run_dir))
+    try:
+        units = pd.read_sql_query("SELECT * FROM units ORDER BY preset, config, prompt_id, sample", store.conn)
+        metrics = pd.read_sql_query("SELECT unit_hash, metric, value FROM metrics", store.conn)
+    finally:
+        store.close()
+    if not include_failed:
+        units = units[units.status == "done"]
+    if len(metrics):
+        wide = metrics.pivot(index="unit_hash", columns="metric", values="value")
+        wide.columns = [f"metric:{c}" for c in wide.columns]
+        units = units.merge(wide, left_on="unit_hash", right_index=True, how="left")
+    return units.reset_index(drop=True)
+
+
+def load_metric_errors(run_dir: str | Path):
+    """Metric rows that failed (value NULL), with their error text."""
+    import pandas as pd
+
+    store = open_store(Path(run_dir))
+    try:
+        return pd.read_sql_query("SELECT * FROM metrics WHERE error IS NOT NULL", store.conn)
+    finally:
+        store.close()

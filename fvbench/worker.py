@@ -1,0 +1,152 @@
+"""Generating the units of a group: text once, each distinct stage I once, then every stage-II variant.
+
+The worker writes the videos (atomically, inside the run folder) and returns one store row per unit; it never
+touches the store itself, so any executor can run it and the driver stays the single writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from fvbench.compute.flops import preset_flops
+from fvbench.executors.base import GroupResult
+from fvbench.generation.generator import Components, Generator, StageOutput, load_components
+from fvbench.generation.presets import get_preset
+from fvbench.runfiles import safe_path, vbench_file_name
+from fvbench.spec import Unit, UnitGroup
+from fvbench.video import write_mp4
+
+MetricFn = Callable[[torch.Tensor, Unit], dict[str, tuple[float | None, str | None, str]]]
+
+
+def video_sha256(video: torch.Tensor) -> str:
+    """Checksum of a video's raw uint8 frames."""
+    return hashlib.sha256(video.numpy().tobytes()).hexdigest()
+
+
+class GroupWorker:
+    """Holds loaded generators (one per base preset) and turns unit groups into rows."""
+
+    def __init__(self, run_dir: Path, provenance: dict[str, Any], suite: tuple[str, str], device: str = "cpu",
+                 weights: Path | None = None, save_videos: str = "all", metric_fn: MetricFn | None = None):
+        self.run_dir = Path(run_dir)
+        self.provenance = provenance
+        self.suite_name, self.suite_sha = suite
+        self.device = device
+        self.weights = weights
+        self.save_videos = save_videos
+        self.metric_fn = metric_fn
+        self._components: dict[str, Components] = {}
+        self._flops: dict[str, dict[str, Any]] = {}
+
+    def components(self, base: str) -> Components:
+        """Load (once) the components of a base preset."""
+        if base not in self._components:
+            self._components[base] = load_components(get_preset(base), self.weights, self.device)
+        return self._components[base]
+
+    def _flops_of(self, unit: Unit) -> dict[str, Any]:
+        key = unit.config.config_hash
+        if key not in self._flops:
+            self._flops[key] = preset_flops(unit.config.preset)
+        return self._flops[key]
+
+    def _save(self, kind: str, unit: Unit, video: torch.Tensor) -> str | None:
+        if self.save_videos == "none" or (kind == "videos" and self.save_videos == "previews"):
+            return None
+        name, _ = vbench_file_name(unit.prompt.text, unit.sample)
+        path = safe_path(self.run_dir, kind, unit.config.label, name)
+        write_mp4(video, path)
+        return str(path.relative_to(self.run_dir))
+
+    def process(self, group: UnitGroup, skip: set[str]) -> Iterator[GroupResult]:
+        """Generate the group's units not in ``skip``, yielding a row as each video is done."""
+        todo = [u for u in group.units if u.unit_hash not in skip]
+        if not todo:
+            return
+        comps = self.components(group.base)
+        text = None
+        text_s = 0.0
+        stage1_cache: dict[str, StageOutput] = {}
+        for unit in todo:
+            start = time.perf_counter()
+            try:
+                gen = Generator(unit.config.preset, comps, self.device)
+                first_text = text is None
+                if first_text:
+                    text, text_s = gen.encode_text(unit.prompt.text)
+                outputs: list[StageOutput] = []
+                shared = [False] * len(unit.config.preset.stages)
+                for i in range(len(unit.config.preset.stages)):
+                    if i == 0 and unit.prefix_key in stage1_cache:
+                        outputs.append(stage1_cache[unit.prefix_key])
+                        shared[0] = True
+                        continue
+                    out = gen.run_stage(i, text, unit.seed, outputs[-1] if outputs else None)
+                    if i == 0:
+                        stage1_cache[unit.prefix_key] = out
+                    outputs.append(out)
+                wall = time.perf_counter() - start + (text_s if first_text else 0.0)
+                row = self._row(unit, outputs, shared, text_s, wall)
+                if len(outputs) > 1 and self.save_videos in ("previews", "all"):
+                    row["s1_video_path"] = self._save("previews", unit, outputs[0].video)
+                row[f"s{len(outputs)}_video_path"] = self._save("videos", unit, outputs[-1].video)
+                metrics = self.metric_fn(outputs[-1].video, unit) if self.metric_fn else {}
+                yield GroupResult(row, metrics)
+            except Exception as e:  # one failed unit is recorded and the sweep goes on
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                row = self._base_row(unit)
+                row.update(status="failed", error=f"{type(e).__name__}: {first}"[:1000],
+                           wall_s=time.perf_counter() - start, finished_at=time.time())
+                row["traceback"] = traceback.format_exc(limit=5)
+                yield GroupResult({k: v for k, v in row.items() if k != "traceback"}, {})
+
+    def _base_row(self, unit: Unit) -> dict[str, Any]:
+        p = unit.config.preset
+        name, vbench_ok = vbench_file_name(unit.prompt.text, unit.sample)
+        return {
+            "unit_hash": unit.unit_hash, "config_hash": unit.config.config_hash, "config": unit.config.label,
+            "preset": unit.config.base, "family": p.family, "size": p.size, "frames": p.frames,
+            "suite": self.suite_name, "suite_sha256": self.suite_sha, "prompt_id": unit.prompt.id,
+            "prompt": unit.prompt.text, "dimensions": json.dumps(list(unit.prompt.dimensions)),
+            "sample": unit.sample, "seed": unit.seed, "vbench_name": int(vbench_ok),
+            "device": self.provenance["device"], "device_name": self.provenance.get("device_name"),
+            "threads": self.provenance.get("torch_threads"), "git": self.provenance.get("git"),
+            "versions": json.dumps(self.provenance.get("versions", {}), sort_keys=True),
+            **{f"s{i + 1}_{k}": v for i, s in enumerate(p.stages)
+               for k, v in (("name", s.name), ("nfe", s.nfe), ("cfg", s.cfg), ("height", s.height),
+                            ("width", s.width), ("solver", s.solver))},
+        }
+
+    def _row(self, unit: Unit, outputs: list[StageOutput], shared: list[bool], text_s: float,
+             wall: float) -> dict[str, Any]:
+        p = unit.config.preset
+        flops = self._flops_of(unit)
+        params = self.components(unit.config.base).parameter_counts()
+        row = self._base_row(unit)
+        for i, (out, stage) in enumerate(zip(outputs, p.stages)):
+            k = f"s{i + 1}_"
+            sf = flops["stages"][stage.name]
+            row.update({
+                k + "nfe_executed": out.nfe, k + "batch_rows": out.rows,
+                k + "upsample_s": out.seconds.get("upsample"), k + "vae_encode_s": out.seconds.get("vae_encode"),
+                k + "denoise_s": out.seconds.get("denoise"), k + "vae_decode_s": out.seconds.get("vae_decode"),
+                k + "seconds": out.total_seconds, k + "shared": int(shared[i]), k + "flops": sf["total"],
+                k + "denoise_flops": sf["denoise"], k + "params": params[stage.transformer],
+                k + "peak_mem_bytes": out.peak_memory_bytes, k + "video_sha256": video_sha256(out.video),
+            })
+        stage_s = [o.total_seconds for o in outputs]
+        row.update(
+            status="done", error=None, text_encode_s=text_s,
+            preview_s=text_s + stage_s[0] if len(outputs) > 1 else None,
+            total_s=text_s + sum(stage_s), wall_s=wall, text_flops=flops["text_encode"], flops_total=flops["total"],
+            params_total=sum(params.values()), peak_mem_kind=outputs[0].memory_kind, finished_at=time.time(),
+        )
+        return row
