@@ -24,7 +24,7 @@ STAGE_COLUMNS: dict[str, str] = {
     "name": "TEXT", "nfe": "INTEGER", "nfe_executed": "INTEGER", "batch_rows": "INTEGER", "cfg": "REAL",
     "height": "INTEGER", "width": "INTEGER", "solver": "TEXT",
     "upsample_s": "REAL", "vae_encode_s": "REAL", "denoise_s": "REAL", "vae_decode_s": "REAL", "seconds": "REAL",
-    "shared": "INTEGER", "flops": "INTEGER", "denoise_flops": "INTEGER", "params": "INTEGER",
+    "shared": "INTEGER", "init_shared": "INTEGER", "flops": "INTEGER", "denoise_flops": "INTEGER", "params": "INTEGER",
     "peak_mem_bytes": "INTEGER", "video_sha256": "TEXT", "video_path": "TEXT",
 }
 UNIT_COLUMNS: dict[str, str] = {

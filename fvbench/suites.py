@@ -162,7 +162,9 @@ def load_prompt_file(path: Path) -> Suite:
     if path.suffix in (".yaml", ".yml", ".json"):
         data = load_data(path)
         if isinstance(data, list):
-            data = {"name": path.stem, "prompts": data}
+            data = {"prompts": data}
+        if isinstance(data, dict):
+            data = {"name": path.stem, **data}
         sf = from_dict(SuiteFile, data, str(path))
         return Suite(sf.name, _prompts_from_yaml(sf.prompts, f"{path}: prompts"), _sha256(raw), str(path),
                      sf.samples_per_prompt, sf.description)

@@ -75,6 +75,7 @@ class GroupWorker:
         text = None
         text_s = 0.0
         stage1_cache: dict[str, StageOutput] = {}
+        init_cache: dict[tuple, Generator.FlowInit] = {}
         for unit in todo:
             start = time.perf_counter()
             try:
@@ -83,18 +84,32 @@ class GroupWorker:
                 if first_text:
                     text, text_s = gen.encode_text(unit.prompt.text)
                 outputs: list[StageOutput] = []
-                shared = [False] * len(unit.config.preset.stages)
-                for i in range(len(unit.config.preset.stages)):
+                stages = unit.config.preset.stages
+                shared = [False] * len(stages)
+                init_shared = [False] * len(stages)
+                for i, stage in enumerate(stages):
                     if i == 0 and unit.prefix_key in stage1_cache:
                         outputs.append(stage1_cache[unit.prefix_key])
                         shared[0] = True
                         continue
-                    out = gen.run_stage(i, text, unit.seed, outputs[-1] if outputs else None)
+                    init = None
+                    if i == 1 and stage.solver == "flow-euler":
+                        # z0 depends on stage I's video, the seed and these fields only: share it across NFE/CFG variants
+                        key = (unit.prefix_key, stage.height, stage.width, stage.init, stage.noise_step,
+                               stage.latent_scale)
+                        init_shared[i] = key in init_cache
+                        if not init_shared[i]:
+                            init_cache[key] = gen.flow_init(i, unit.seed, outputs[-1])
+                        init = init_cache[key]
+                    out = gen.run_stage(i, text, unit.seed, outputs[-1] if outputs else None, init=init)
                     if i == 0:
                         stage1_cache[unit.prefix_key] = out
                     outputs.append(out)
                 wall = time.perf_counter() - start + (text_s if first_text else 0.0)
                 row = self._row(unit, outputs, shared, text_s, wall)
+                for i, flag in enumerate(init_shared):
+                    if i > 0:
+                        row[f"s{i + 1}_init_shared"] = int(flag)
                 if len(outputs) > 1 and self.save_videos in ("previews", "all"):
                     row["s1_video_path"] = self._save("previews", unit, outputs[0].video)
                 row[f"s{len(outputs)}_video_path"] = self._save("videos", unit, outputs[-1].video)

@@ -51,8 +51,10 @@ def _gemm_gflops() -> float:
               help="Sizes of the default families cpu-flashvideo-<size> + cpu-dit-<size> (s, m, l).")
 @click.option("--presets", help="Comma list of presets to run instead of the default families.")
 @click.option("--limit", default="auto", show_default=True,
-              help="First N prompts of the suite, or 'all'. auto: 2 for CPU-scale presets, else all.")
-@click.option("--samples", type=int, help="Videos per prompt (VBench standard: 5). auto: 1 for CPU-scale presets.")
+              help="First N prompts of the suite (in suite order), or 'all'. auto: 2 for CPU-scale presets on a "
+                   "registered suite, else all.")
+@click.option("--samples", type=int,
+              help="Videos per prompt (default: the suite's, VBench 5; 1 for CPU-scale presets on a registered suite).")
 @click.option("--max-flops", type=float, help="Keep only configurations with at most this many FLOPs per video.")
 @click.option("--seed", "base_seed", default=0, show_default=True, type=int, help="Base seed.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -79,8 +81,9 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
 
     names = opts.presets or tuple(f.format(size=s) for s in opts.sizes for f in DEFAULT_FAMILIES)
     cpu_scale = all(get_preset(n).builtin for n in names)
+    user_file = Path(suite_name).suffix in (".txt", ".yaml", ".yml", ".json")
     if limit == "auto":
-        n_limit = CPU_DEFAULT_LIMIT if cpu_scale else None
+        n_limit = CPU_DEFAULT_LIMIT if cpu_scale and not user_file else None
     elif limit == "all":
         n_limit = None
     else:
@@ -90,7 +93,7 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
             raise FvbenchError(f"--limit expects a number, 'all' or 'auto', got {limit!r}") from None
         if n_limit <= 0:
             raise FvbenchError(f"--limit must be positive, got {n_limit}")
-    if samples is None and cpu_scale:
+    if samples is None and cpu_scale and not user_file:
         samples = CPU_DEFAULT_SAMPLES
     metric_fn, metric_list = None, _names(metric_names)
     if metric_list:
@@ -98,7 +101,11 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
 
         metric_fn = make_metric_fn(metric_list)  # fails fast on a missing weight or package
     plan = make_plan(suite_name, opts, n_limit, samples, base_seed, max_flops)
-    _print_plan(plan, n_limit, suite_name, cpu_scale, save_videos)
+    sweep_args = " ".join(a for a in (
+        "--nfe-sweep" if nfe_sweep else "", f"--stage1-nfe {stage1_nfe}" if stage1_nfe else "",
+        f"--stage2-nfe {stage2_nfe}" if stage2_nfe else "", f"--presets {presets}" if presets else f"--sizes {sizes}",
+    ) if a)
+    _print_plan(plan, n_limit, f"--suite {suite_name} {sweep_args}", cpu_scale, save_videos)
     if dry_run:
         _print_estimate(plan)
         return
@@ -107,7 +114,7 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
     _run(plan, run_dir, runs, device, weights, save_videos, metric_fn, suite_name)
 
 
-def _print_plan(plan, n_limit, suite_name: str, cpu_scale: bool, save_videos: str) -> None:
+def _print_plan(plan, n_limit, command: str, cpu_scale: bool, save_videos: str) -> None:
     by_base: dict[str, list] = {}
     for p in plan.points:
         by_base.setdefault(p.base, []).append(p)
@@ -123,8 +130,7 @@ def _print_plan(plan, n_limit, suite_name: str, cpu_scale: bool, save_videos: st
     if cpu_scale:
         click.echo("  CPU-scale presets with random weights: numbers measure compute and timing, not quality.")
     if n_limit is not None or plan.samples < plan.suite.samples_per_prompt:
-        click.echo(f"  whole suite: fvbench run --suite {suite_name} ... --limit all --samples "
-                   f"{plan.suite.samples_per_prompt}")
+        click.echo(f"  whole suite: fvbench run {suite_name} --limit all --samples {plan.suite.samples_per_prompt}")
 
 
 def _print_estimate(plan) -> None:

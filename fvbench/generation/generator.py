@@ -175,46 +175,74 @@ class Generator:
         if stage.height % factor or stage.width % factor:
             raise FvbenchError(f"stage {stage.name!r}: {stage.height}x{stage.width} is not divisible by {factor}")
 
+    @dataclass
+    class FlowInit:
+        """A flow stage's starting latent z0 and what preparing it cost (upsample, vae_encode seconds)."""
+
+        z0: torch.Tensor
+        seconds: dict[str, float]
+
+    def _shape(self, stage: StageConfig) -> tuple[int, int, int, int, int]:
+        transformer = self.components.transformers[stage.transformer]
+        vf = self.preset.vae_spatial_factor
+        return (1, self.preset.latent_frames, transformer.config.in_channels, stage.height // vf, stage.width // vf)
+
     @torch.no_grad()
-    def run_stage(self, index: int, text: TextConditioning, seed: int,
-                  previous: StageOutput | None = None, stage: StageConfig | None = None) -> StageOutput:
-        """Run stage ``index`` of the preset (or ``stage`` in its place) and decode its video."""
+    def flow_init(self, index: int, seed: int, previous: StageOutput | None = None,
+                  stage: StageConfig | None = None) -> "Generator.FlowInit":
+        """z0 of a flow stage: the degraded, upsampled previous video (FlashVideo) or pure noise (vanilla cascade).
+
+        It depends only on (previous video, seed, stage index, resolution, noise step, latent scale), and the flow
+        sampler draws no randomness after it, so one z0 can feed every NFE/CFG variant of the stage bitwise-exactly.
+        """
+        stage = stage or self.preset.stages[index]
+        gen = torch.Generator(device="cpu").manual_seed(stage_seed(seed, index))
+        timer = ComponentTimer(self.device)
+        if stage.init != "upsample":
+            return Generator.FlowInit(torch.randn(self._shape(stage), generator=gen).to(self.device), {})
+        if previous is None:
+            raise FvbenchError(f"stage {stage.name!r} upsamples the previous stage, but there is none")
+        vae = self.components.vae
+        with timer.time("upsample"):
+            frames = from_uint8(previous.video).to(self.device)
+            up = F.interpolate(frames, size=(stage.height, stage.width), mode="bilinear", align_corners=False,
+                               antialias=True)
+            up = up.permute(1, 0, 2, 3).unsqueeze(0).to(self._vae_dtype())  # (1, 3, F, H, W)
+        with timer.time("vae_encode"):
+            z = vae.encode(up).latent_dist.sample(generator=gen) * self._latent_scale(stage)
+            z = z.permute(0, 2, 1, 3, 4).float()  # (1, F, C, h, w)
+        return Generator.FlowInit(degrade(z, stage.noise_step, gen).to(self.device), dict(timer.seconds))
+
+    @torch.no_grad()
+    def run_stage(self, index: int, text: TextConditioning, seed: int, previous: StageOutput | None = None,
+                  stage: StageConfig | None = None, init: "Generator.FlowInit | None" = None) -> StageOutput:
+        """Run stage ``index`` of the preset (or ``stage`` in its place) and decode its video.
+
+        ``init`` (flow stages only) is a z0 prepared by :meth:`flow_init`; its preparation time is reported as this
+        stage's upsample/vae_encode time.
+        """
         stage = stage or self.preset.stages[index]
         self._check_stage(stage)
         transformer = self.components.transformers[stage.transformer]
-        vae = self.components.vae
-        gen = torch.Generator(device="cpu").manual_seed(stage_seed(seed, index))
         timer = ComponentTimer(self.device)
         scale = self._latent_scale(stage)
-        vf = self.preset.vae_spatial_factor
-        lat_f, lat_h, lat_w = self.preset.latent_frames, stage.height // vf, stage.width // vf
-        channels = transformer.config.in_channels
-        shape = (1, lat_f, channels, lat_h, lat_w)
+        shape = self._shape(stage)
         p = transformer.config.patch_size
-        rotary = self._rotary(stage, transformer, (lat_f, lat_h // p, lat_w // p))
+        rotary = self._rotary(stage, transformer, (shape[1], shape[3] // p, shape[4] // p))
         with PeakMemory(self.device) as mem:
             if stage.solver == "flow-euler":
-                if stage.init == "upsample":
-                    if previous is None:
-                        raise FvbenchError(f"stage {stage.name!r} upsamples the previous stage, but there is none")
-                    with timer.time("upsample"):
-                        frames = from_uint8(previous.video).to(self.device)
-                        up = F.interpolate(frames, size=(stage.height, stage.width), mode="bilinear",
-                                           align_corners=False, antialias=True)
-                        up = up.permute(1, 0, 2, 3).unsqueeze(0).to(self._vae_dtype())  # (1, 3, F, H, W)
-                    with timer.time("vae_encode"):
-                        z = vae.encode(up).latent_dist.sample(generator=gen) * scale
-                        z = z.permute(0, 2, 1, 3, 4).float()  # (1, F, C, h, w)
-                    z0 = degrade(z, stage.noise_step, gen)
-                else:  # vanilla cascade: stage II from pure noise
-                    z0 = torch.randn(shape, generator=gen)
-                z0 = z0.to(self.device)
-                cond = torch.tensor([[float(stage.noise_step), float(lat_f)]])
+                init = init or self.flow_init(index, seed, previous, stage)
+                for k, v in init.seconds.items():
+                    timer.seconds[k] += v
+                cond = torch.tensor([[float(stage.noise_step), float(shape[1])]])
                 uses_cond = hasattr(transformer.time_embedding, "ref_step")
                 den = Denoiser(transformer, text, stage.cfg > 1.0, rotary, cond if uses_cond else None)
                 with timer.time("denoise"):
-                    latents = sample_flow(den, z0, stage.nfe, stage.cfg, stage.shift)
+                    latents = sample_flow(den, init.z0, stage.nfe, stage.cfg, stage.shift)
             else:
+                if init is not None:
+                    raise ValueError("a prepared init is only for flow stages")
+                gen = torch.Generator(device="cpu").manual_seed(stage_seed(seed, index))
                 noise = torch.randn(shape, generator=gen).to(self.device)
                 den = Denoiser(transformer, text, stage.cfg > 1.0, rotary)
                 with timer.time("denoise"):
@@ -222,7 +250,7 @@ class Generator:
                                                stage.snr_shift_scale, gen)
             with timer.time("vae_decode"):
                 z = (latents.permute(0, 2, 1, 3, 4) / scale).to(self._vae_dtype())
-                video = to_uint8(vae.decode(z).sample)
+                video = to_uint8(self.components.vae.decode(z).sample)
         return StageOutput(stage.name, latents.cpu(), video, dict(timer.seconds), den.nfe, den.rows,
                            mem.bytes, mem.kind, mem.scope)
 
