@@ -74,6 +74,7 @@ def test_stage1_loop_matches_diffusers_pipeline(tiny_cascade, solver, schedule):
     """Our stage-I loop and diffusers' CogVideoXPipeline give the same latents from the same noise."""
     from diffusers import CogVideoXPipeline
 
+    from fvbench.generation.generator import rotary_embedding
     from fvbench.generation.samplers.cogvideox import make_scheduler, sample_cogvideox
 
     gen = tiny_cascade
@@ -86,7 +87,7 @@ def test_stage1_loop_matches_diffusers_pipeline(tiny_cascade, solver, schedule):
     # rope 'crop' is the diffusers pipeline's own RoPE
     crop_stage = type(stage)(**{**stage.__dict__, "rope": "crop", "solver": solver, "cfg_schedule": schedule,
                                 "height": 16, "width": 32})
-    rotary = gen._rotary(crop_stage, transformer, (shape[1], shape[3] // 2, shape[4] // 2))
+    rotary = rotary_embedding(crop_stage, transformer, (shape[1], shape[3] // 2, shape[4] // 2))
     den = Denoiser(transformer, text, True, rotary)
     ours = sample_cogvideox(den, noise.clone(), solver, 5, 6.0, schedule, 1.0, torch.Generator().manual_seed(11))
 

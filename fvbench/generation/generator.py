@@ -120,6 +120,25 @@ def from_uint8(video: torch.Tensor) -> torch.Tensor:
     return video.permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0
 
 
+def rotary_embedding(stage: StageConfig, transformer: torch.nn.Module, grid: tuple[int, int, int],
+                     device: torch.device | str = "cpu"):
+    """3D RoPE (cos, sin) for a (frames, height, width) token grid, or None for a model without rotary embeddings.
+
+    ``rope: grid`` is FlashVideo's: positions 0..n-1 of the actual latent grid. ``rope: crop`` is diffusers'
+    CogVideoX 1.0: the grid resized and cropped against the model's training base size.
+    """
+    cfg = transformer.config
+    if not cfg.use_rotary_positional_embeddings:
+        return None
+    t, h, w = grid
+    if stage.rope == "grid":
+        crops = ((0, 0), (h, w))
+    else:
+        crops = get_resize_crop_region_for_grid((h, w), cfg.sample_width // cfg.patch_size,
+                                                cfg.sample_height // cfg.patch_size)
+    return get_3d_rotary_pos_embed(cfg.attention_head_dim, crops, (h, w), t, device=device)
+
+
 class Generator:
     """Runs a preset's stages on loaded components. Deterministic for a given (preset, seed) on CPU."""
 
@@ -155,17 +174,7 @@ class Generator:
         return stage.latent_scale if stage.latent_scale is not None else float(self.components.vae.config.scaling_factor)
 
     def _rotary(self, stage: StageConfig, transformer: torch.nn.Module, grid: tuple[int, int, int]):
-        cfg = transformer.config
-        if not cfg.use_rotary_positional_embeddings:
-            return None
-        t, h, w = grid
-        if stage.rope == "grid":  # FlashVideo: positions 0..n-1 of the actual latent grid
-            crops = ((0, 0), (h, w))
-        else:  # diffusers CogVideoX 1.0: resize-crop against the training base size
-            crops = get_resize_crop_region_for_grid((h, w), cfg.sample_width // cfg.patch_size,
-                                                    cfg.sample_height // cfg.patch_size)
-        cos, sin = get_3d_rotary_pos_embed(cfg.attention_head_dim, crops, (h, w), t, device=self.device)
-        return cos, sin
+        return rotary_embedding(stage, transformer, grid, self.device)
 
     def _vae_dtype(self) -> torch.dtype:
         return next(self.components.vae.parameters()).dtype

@@ -1,0 +1,150 @@
+"""``fvbench flops`` (FLOPs of real and CPU-scale presets, counted on the meta device) and ``fvbench bench``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from fvbench.errors import FvbenchError
+
+
+def _resolution(value: str) -> tuple[int, int]:
+    h, sep, w = value.lower().partition("x")
+    try:
+        return int(h), int(w)
+    except ValueError:
+        raise FvbenchError(f"--resolution expects HxW (e.g. 1072x1920), got {value!r}") from None
+
+
+def _tera(x: float) -> str:
+    return f"{x / 1e12:,.2f}"
+
+
+@click.command()
+@click.option("--preset", help="Preset to count (see `fvbench presets`).")
+@click.option("--resolution", help="HxW of the LAST stage (stage II of a cascade, the only stage otherwise).")
+@click.option("--frames", type=int, help="Frame count (4k+1, odd latent count).")
+@click.option("--nfe", type=int, help="NFE of the LAST stage.")
+@click.option("--set", "sets", multiple=True, metavar="STAGE.FIELD=VALUE", help="Override any stage field.")
+@click.option("--compare", "comparison", help="A named comparison, e.g. flashvideo-1080p.")
+@click.option("--gpu", default="H100-SXM", show_default=True, help="GPU for the projected latency (--compare).")
+@click.option("--gpu-tflops", type=float, help="Peak dense TFLOP/s instead of the --gpu table value.")
+@click.option("--utilization", default=0.4, show_default=True, type=float, help="Assumed fraction of peak.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def flops(preset: str | None, resolution: str | None, frames: int | None, nfe: int | None, sets: tuple[str, ...],
+          comparison: str | None, gpu: str, gpu_tflops: float | None, utilization: float, as_json: bool) -> None:
+    """FLOPs per component and stage of one video (1 multiply-add = 2 FLOPs), counted on the meta device."""
+    if comparison:
+        _compare(comparison, gpu, gpu_tflops, utilization, as_json)
+        return
+    if not preset:
+        raise FvbenchError("give --preset NAME or --compare NAME")
+    from fvbench.commands.generate import parse_overrides
+    from fvbench.compute.flops import cfg_batch, preset_flops, text_encoder_flops, transformer_forward_flops, vae_flops
+    from fvbench.generation.presets import get_preset
+
+    p = get_preset(preset)
+    overrides = parse_overrides(sets)
+    last = p.stages[-1].name
+    if resolution:
+        h, w = _resolution(resolution)
+        overrides.setdefault(last, {}).update(height=h, width=w)
+    if nfe is not None:
+        overrides.setdefault(last, {})["nfe"] = nfe
+    p = p.with_overrides(overrides, frames)
+    total = preset_flops(p)
+    text = text_encoder_flops(p)
+    rows = [{"stage": "-", "component": "text_encoder", "params": text.params, "tokens": text.tokens,
+             "flops_per_forward": text.flops, "forwards": 2 if p.uncond == "empty" else 1,
+             "flops_total": total["text_encode"], "attention_share": None}]
+    for i, s in enumerate(p.stages):
+        fwd = transformer_forward_flops(p, s, cfg_batch(s))
+        sf = total["stages"][s.name]
+        rows.append({"stage": f"{s.name} {s.height}x{s.width}x{p.frames}f", "component": f"transformer ({s.transformer})",
+                     "params": fwd.params, "tokens": fwd.tokens, "batch": fwd.batch, "flops_per_forward": fwd.flops,
+                     "forwards": s.nfe, "flops_total": sf["denoise"], "attention_share": fwd.attention_share})
+        if s.init == "upsample":
+            enc = vae_flops(p, "encode", s.height, s.width)
+            rows.append({"stage": s.name, "component": "vae encode", "params": enc.params, "tokens": None,
+                         "flops_per_forward": enc.flops, "forwards": 1, "flops_total": sf["vae_encode"],
+                         "attention_share": None})
+        dec = vae_flops(p, "decode", s.height, s.width)
+        rows.append({"stage": s.name, "component": "vae decode", "params": dec.params, "tokens": None,
+                     "flops_per_forward": dec.flops, "forwards": 1, "flops_total": sf["vae_decode"],
+                     "attention_share": None})
+    if as_json:
+        click.echo(json.dumps({"preset": p.name, "unit": "FLOPs per video (multiply-add = 2)", "rows": rows,
+                               "total": total}, indent=2))
+        return
+    click.echo(f"{p.name}: FLOPs of one video, counted on the meta device (1 multiply-add = 2 FLOPs; "
+               f"a CFG step is one forward at batch 2; TFLOP = 1e12)")
+    click.echo(f"{'stage':28s} {'component':28s} {'params':>15s} {'tokens':>8s} {'TFLOP/forward':>14s} "
+               f"{'forwards':>8s} {'TFLOP total':>14s} {'attention':>9s}")
+    for r in rows:
+        share = f"{r['attention_share']:.1%}" if r["attention_share"] is not None else ""
+        click.echo(f"{r['stage']:28s} {r['component']:28s} {r['params']:>15,d} {r['tokens'] or '':>8} "
+                   f"{_tera(r['flops_per_forward']):>14s} {r['forwards']:>8d} {_tera(r['flops_total']):>14s} {share:>9s}")
+    click.echo(f"total: {_tera(total['total'])} TFLOP per video (text encoder + all stages incl. VAE); "
+               f"upsampling, norms, softmax and activations are not counted")
+
+
+def _compare(name: str, gpu: str, gpu_tflops: float | None, utilization: float, as_json: bool) -> None:
+    from fvbench.compute.compare import GPU_PEAK_TFLOPS, compare, projected_seconds
+
+    if gpu_tflops is None:
+        if gpu not in GPU_PEAK_TFLOPS:
+            from fvbench.errors import UnknownNameError
+
+            raise UnknownNameError("GPU", gpu, list(GPU_PEAK_TFLOPS))
+        gpu_tflops = GPU_PEAK_TFLOPS[gpu]
+    if not 0 < utilization <= 1:
+        raise FvbenchError(f"--utilization must be in (0, 1], got {utilization}")
+    rows = compare(name)
+    for r in rows:
+        r["projected_seconds"] = projected_seconds(r["model_flops"], gpu_tflops, utilization)
+    if as_json:
+        click.echo(json.dumps({"comparison": name, "gpu": gpu, "gpu_peak_tflops": gpu_tflops,
+                               "utilization": utilization, "rows": rows}, indent=2))
+        return
+    click.echo(f"{name}: FLOPs per 49-frame video counted on the meta device (text encoder + transformer forwards; "
+               f"VAE shown apart, as the paper's times exclude VAE decode); PFLOP = 1e15")
+    click.echo(f"{'configuration':66s} {'PFLOP':>9s} {'+VAE':>7s} {'FLOP ratio':>10s} {'paper s':>8s} "
+               f"{'time ratio':>10s} {'projected s':>11s}")
+    for r in rows:
+        pt = f"{r['paper_seconds']:.1f}" if r["paper_seconds"] else "-"
+        tr = f"{r['paper_time_ratio']:.2f}x" if r["paper_time_ratio"] else "-"
+        click.echo(f"{r['configuration']:66s} {r['model_flops'] / 1e15:9.2f} {r['vae_flops'] / 1e15:7.2f} "
+                   f"{r['flop_ratio']:9.2f}x {pt:>8s} {tr:>10s} {r['projected_seconds']:11.1f}")
+    click.echo(f"ratios are to the first row; projected s = PFLOP / ({gpu} {gpu_tflops:.0f} TFLOP/s peak dense x "
+               f"{utilization:.0%} assumed utilisation); paper times from arXiv 2502.05179 (GPU not named)")
+
+
+@click.command()
+@click.option("--repeats", default=5, show_default=True, type=int)
+@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the models (compile time shown apart).")
+def bench(repeats: int, use_compile: bool) -> None:
+    """Measure fp32 GEMM throughput and each CPU-scale transformer's achieved FLOP/s in one run."""
+    import torch
+
+    from fvbench.compute.bench import gemm_throughput, run_bench
+
+    if repeats <= 0:
+        raise FvbenchError(f"--repeats must be positive, got {repeats}")
+    gemm, results = run_bench(repeats=repeats, compile=use_compile)
+    click.echo(f"roofline: fp32 GEMM 2048^3 = {gemm / 1e9:.1f} GFLOP/s (best of 5) on cpu, "
+               f"{torch.get_num_threads()} threads")
+    click.echo(f"{'preset':18s} {'stage':7s} {'width':>5s} {'layers':>6s} {'tokens':>6s} {'batch':>5s} "
+               f"{'GFLOP/fwd':>9s} {'median s':>9s} {'min s':>8s} {'GFLOP/s':>8s} {'of GEMM':>7s}  note")
+    for r in results:
+        util = r.achieved / gemm
+        note = ""
+        if util < 0.4:
+            note = (f"overhead-bound: {r.tokens} tokens x width {r.width} is too little work per matmul "
+                    f"to amortise per-op overhead")
+        if r.timing.compile_seconds is not None:
+            note += f" (compile {r.timing.compile_seconds:.1f} s, excluded)"
+        click.echo(f"{r.preset:18s} {r.stage:7s} {r.width:5d} {r.layers:6d} {r.tokens:6d} {r.batch:5d} "
+                   f"{r.flops / 1e9:9.2f} {r.timing.median:9.4f} {r.timing.min:8.4f} {r.achieved / 1e9:8.1f} "
+                   f"{util:7.1%}  {note}")
+    click.echo(f"one forward per timing, warm-up excluded, {repeats} repeats (median and min); FLOPs counted on meta")
