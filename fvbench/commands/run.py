@@ -63,7 +63,8 @@ def _gemm_gflops() -> float:
               help="all: final videos (VBench naming) and stage-I previews; previews: only those; none.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder for real presets.")
-@click.option("--metrics", "metric_names", help="Comma list of per-video metrics (see `fvbench metrics`).")
+@click.option("--metrics", "metric_names",
+              help="Comma list of per-video metrics (see `fvbench metrics`); default: the offline ones; 'none' for none.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (videos, predicted FLOPs, time estimate) and stop.")
 def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: str | None, sizes: str,
         presets: str | None, limit: str, samples: int | None, max_flops: float | None, base_seed: int,
@@ -95,7 +96,10 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
             raise FvbenchError(f"--limit must be positive, got {n_limit}")
     if samples is None and cpu_scale and not user_file:
         samples = CPU_DEFAULT_SAMPLES
-    metric_fn, metric_list = None, _names(metric_names)
+    from fvbench.metrics.registry import DEFAULT_METRICS
+
+    metric_fn = None
+    metric_list = DEFAULT_METRICS if metric_names is None else _names(metric_names.replace("none", ""))
     if metric_list:
         from fvbench.metrics.registry import make_metric_fn
 
@@ -130,7 +134,7 @@ def _print_plan(plan, n_limit, command: str, cpu_scale: bool, save_videos: str) 
     if cpu_scale:
         click.echo("  CPU-scale presets with random weights: numbers measure compute and timing, not quality.")
     if n_limit is not None or plan.samples < plan.suite.samples_per_prompt:
-        click.echo(f"  whole suite: fvbench run {suite_name} --limit all --samples {plan.suite.samples_per_prompt}")
+        click.echo(f"  whole suite: fvbench run {command} --limit all --samples {plan.suite.samples_per_prompt}")
 
 
 def _print_estimate(plan) -> None:
