@@ -50,7 +50,9 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors are one line on stderr and exit status 2."""
     try:
-        cli.main(args=argv, prog_name="fvbench", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="fvbench", standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool):  # click returns an Exit's code in this mode
+            return rv
     except FvbenchError as e:
         click.echo(f"error: {e}", err=True)
         return 2

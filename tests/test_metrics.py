@@ -123,6 +123,9 @@ def test_run_stores_offline_metrics_and_score_adds_reference_metrics(tmp_path, c
     capsys.readouterr()
     assert main(["score", str(out), "--metrics", "psnr_vs_ref"]) == 2
     assert "need --reference" in capsys.readouterr().err
+    import os
+
+    os.environ.pop("FVBENCH_CLIP_DIR", None)
     assert main(["run", "--suite", str(prompts), "--presets", "tiny-dit", "--metrics", "clip_score",
                  "--out", str(tmp_path / "r2")]) == 2
     assert "FVBENCH_CLIP_DIR" in capsys.readouterr().err and not (tmp_path / "r2").exists()

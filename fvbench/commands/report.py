@@ -1,0 +1,58 @@
+"""``fvbench report`` (HTML + Markdown of a run) and ``fvbench check`` (the regression gate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fvbench.errors import FvbenchError
+
+
+def _run_dir(run_dir: Path | None) -> Path:
+    from fvbench.paths import default_runs_dir
+    from fvbench.runfiles import latest_run
+
+    return run_dir if run_dir is not None else latest_run(default_runs_dir())
+
+
+@click.command()
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default RUN_DIR/report).")
+def report(run_dir: Path | None, out: Path | None) -> None:
+    """Write RUN_DIR's report (default: the latest run): index.html (self-contained) and report.md."""
+    from fvbench.report.build import build_report
+
+    run = _run_dir(run_dir)
+    path = build_report(run, out)
+    click.echo(f"report of {run}: {path} (and {path.with_name('report.md')})")
+
+
+@click.command()
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--baseline", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--update", is_flag=True, help="Rewrite the baseline from this run (on purpose).")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="JUnit XML path (default RUN_DIR/check.xml).")
+def check(run_dir: Path | None, baseline: Path, update: bool, junit: Path | None) -> None:
+    """Compare a run with a committed baseline; exit 1 on any regression."""
+    from fvbench.check import compare, load_baseline, write_baseline, write_junit
+    from fvbench.store import load_results
+
+    run = _run_dir(run_dir)
+    df = load_results(run)
+    if df.empty or not (df.status == "done").any():
+        raise FvbenchError(f"{run} has no finished videos to check")
+    if update:
+        write_baseline(df, baseline, note=f"written by fvbench check --update from {run.name}")
+        click.echo(f"baseline rewritten: {baseline}")
+        return
+    results = compare(df, load_baseline(baseline))
+    width = max(len(r.name) for r in results) if results else 10
+    for r in results:
+        click.echo(f"{r.status.upper():9s} {r.name:{width}s}  {r.detail}")
+    junit = junit or run / "check.xml"
+    write_junit(results, junit)
+    regressed = [r for r in results if r.status == "regressed"]
+    click.echo(f"{len(results) - len(regressed)} passed or skipped, {len(regressed)} regressed; JUnit XML: {junit}")
+    if regressed:
+        raise click.exceptions.Exit(1)

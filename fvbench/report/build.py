@@ -1,0 +1,211 @@
+"""Build the report of a run: a self-contained HTML page (plots and videos embedded) and a Markdown twin.
+
+Every piece of text from the run (prompts, preset names, errors) is HTML-escaped; the page loads nothing from
+the network (no scripts, no external styles, images and GIFs as data: URIs).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fvbench.metrics.registry import get_metric, list_metrics
+from fvbench.report import plots
+from fvbench.report.tables import best_under_budget, config_table, metric_columns
+from fvbench.store import load_metric_errors, load_results, open_store
+
+CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}
+table{border-collapse:collapse;font-size:12px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
+th{background:#f0f0f0}td.l{text-align:left}img.plot{max-width:100%}figure{display:inline-block;margin:4px;text-align:center}
+figcaption{font-size:11px;max-width:260px;word-wrap:break-word}.warn{color:#a40}.small{font-size:11px;color:#555}"""
+
+
+def _e(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img class="plot" alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _gif(path: Path, max_side: int = 192) -> str | None:
+    """A small GIF data URI of an mp4 (GIF plays everywhere without codecs)."""
+    import imageio.v2 as imageio
+
+    from fvbench.video import read_mp4
+
+    try:
+        frames = read_mp4(path)
+    except Exception:
+        return None
+    step = max(1, int(np.ceil(max(frames.shape[1:3]) / max_side)))
+    frames = frames[:, ::step, ::step]
+    buf = io.BytesIO()
+    imageio.mimsave(buf, list(frames), format="GIF", duration=0.125, loop=0)
+    return "data:image/gif;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _fmt(v) -> str:
+    if isinstance(v, tuple):
+        return "" if any(pd.isna(x) for x in v) else f"[{v[0]:.4g}, {v[1]:.4g}]"
+    if isinstance(v, (float, np.floating)):
+        return "" if pd.isna(v) else f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def _html_table(df: pd.DataFrame, left: tuple[str, ...] = ("config", "preset", "family", "size")) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f'<td class="{"l" if c in left else ""}">{_e(_fmt(v))}</td>'
+                                    for c, v in zip(df.columns, row)) + "</tr>" for row in df.itertuples(index=False))
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(esc(_fmt(v)) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _unavailable() -> list[tuple[str, str]]:
+    out = []
+    for name in list_metrics():
+        missing = get_metric(name).missing()
+        if missing:
+            out.append((name, "; ".join(missing)))
+    return out
+
+
+def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: int = 2) -> Path:
+    """Write ``index.html`` and ``report.md`` for a run; returns the HTML path."""
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir else run_dir / "report"
+    df = load_results(run_dir)
+    store = open_store(run_dir)
+    try:
+        info = store.info()
+    finally:
+        store.close()
+    metric_errors = load_metric_errors(run_dir)
+    table = config_table(df)
+    metrics = [c.removeprefix("metric:") for c in metric_columns(df)]
+    directions = {m: get_metric(m).higher_is_better if m in list_metrics() else True for m in metrics}
+    failed = df[df.status != "done"]
+    html_parts: list[str] = []
+    md: list[str] = []
+    plan = info.get("last_plan", {})
+    prov = plan.get("provenance", {})
+    title = f"fvbench report: {run_dir.name}"
+    html_parts.append(f"<h1>{_e(title)}</h1>")
+    md.append(f"# {title}\n")
+    first = df.iloc[0] if len(df) else None
+    summary = (f"suite {plan.get('suite', '?')} ({plan.get('suite_prompts', '?')} of {plan.get('suite_total', '?')} "
+               f"prompts, {plan.get('samples', '?')} sample(s) each); {len(df)} videos in the store, "
+               f"{len(failed)} failed; device {first.device if first is not None else '?'} "
+               f"({first.device_name if first is not None else '?'}, {first.threads if first is not None else '?'} threads)")
+    html_parts.append(f"<p>{_e(summary)}</p>")
+    md.append(summary + "\n")
+    if len(df) and (df.preset.str.startswith(("cpu-", "tiny-"))).all():
+        note = ("CPU-scale presets have random weights: quality metrics here describe random networks; costs, "
+                "timings and FLOPs are real measurements.")
+        html_parts.append(f'<p class="warn">{_e(note)}</p>')
+        md.append(f"> {note}\n")
+
+    # Answer first: best split under budgets.
+    if len(table) and metrics:
+        primary = metrics[0]
+        budgets = sorted(set(np.quantile(table.flops, [0.25, 0.5, 1.0]).tolist()))
+        lines = []
+        for b in budgets:
+            best = best_under_budget(table, primary, directions[primary], b)
+            if best is not None:
+                lines.append(f"under {b / 1e12:.3g} TFLOP per video: {best.config} ({primary} {best[primary]:.4g}, "
+                             f"{best.flops / 1e12:.3g} TFLOP, {best.total_s:.3g} s per video)")
+        html_parts.append("<h2>Best configuration under a FLOP budget</h2><ul>" +
+                          "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>")
+        md.append("## Best configuration under a FLOP budget\n" + "\n".join(f"- {line}" for line in lines) + "\n")
+
+    shown = table.copy()
+    shown["flops"] = shown.flops / 1e12
+    shown = shown.rename(columns={"flops": "TFLOP/video", "total_s": "s/video", "preview_s": "s to preview"})
+    caption = ("Per configuration: means over videos; metrics as mean [95% bootstrap interval over prompts]; "
+               "s/video = wall seconds of all stages as if stage I were not shared; n = videos.")
+    html_parts.append(f"<h2>Configurations</h2><p class='small'>{_e(caption)}</p>{_html_table(shown)}")
+    md.append(f"## Configurations\n{caption}\n\n{_md_table(shown)}\n")
+
+    figures: list[tuple[str, bytes]] = []
+    if len(table):
+        for m in metrics:
+            figures.append((f"Pareto: {m} against FLOPs and wall time", plots.pareto(table, m, directions[m])))
+        for preset in table[table.family == "cascade"].preset.unique():
+            if table[(table.preset == preset)].stage2_nfe.nunique() > 1 or table[table.preset == preset].stage1_nfe.nunique() > 1:
+                figures.append((f"NFE split heatmaps: {preset}", plots.heatmaps(table, preset, metrics[0] if metrics else None)))
+        figures.append(("Time per stage and component", plots.time_bars(df)))
+        if (table.family == "cascade").any():
+            figures.append(("Preview latency against time to the final video", plots.preview_latency(table)))
+        figures.append(("Quality and cost against parameter count", plots.params_scaling(table, metrics[0] if metrics else None)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_parts.append("<h2>Plots</h2>")
+    md.append("## Plots\n")
+    for i, (name, png) in enumerate(figures):
+        (out_dir / f"plot{i}.png").write_bytes(png)
+        html_parts.append(f"<h3>{_e(name)}</h3>{_img(png, name)}")
+        md.append(f"### {name}\n![{name}](plot{i}.png)\n")
+
+    # Videos: for a few prompts, the stage-I preview, the cascade output and the single-stage output side by side.
+    html_parts.append("<h2>Videos</h2>")
+    done = df[df.status == "done"]
+    picks = []
+    for (family, size), g in done.groupby(["family", "size"]):
+        configs = list(dict.fromkeys(g.config))
+        picks.append(configs[len(configs) // 2] if family == "cascade" else configs[-1])
+    for prompt_id in list(dict.fromkeys(done.prompt_id))[:videos_per_config]:
+        rows = done[(done.prompt_id == prompt_id) & done.config.isin(picks)]
+        if rows.empty:
+            continue
+        cells = []
+        for r in rows.itertuples():
+            for label, path in ((f"{r.config}: stage-I preview", r.s1_video_path if r.family == "cascade" else None),
+                                (f"{r.config}: final", r.s2_video_path if r.family == "cascade" else r.s1_video_path)):
+                if isinstance(path, str) and (run_dir / path).is_file():
+                    uri = _gif(run_dir / path)
+                    if uri:
+                        cells.append(f'<figure><img alt="{_e(label)}" src="{uri}"><figcaption>{_e(label)}</figcaption></figure>')
+        html_parts.append(f"<p><b>prompt</b> {_e(rows.prompt.iloc[0])} <span class='small'>(sample {int(rows['sample'].iloc[0])})</span></p>"
+                          + "".join(cells))
+
+    # What is missing.
+    html_parts.append("<h2>Missing and failed</h2>")
+    md.append("## Missing and failed\n")
+    unavailable = _unavailable()
+    items = [f"metric {n} unavailable: {why}" for n, why in unavailable]
+    items += [f"metric {r.metric} failed on {r.unit_hash[:12]}: {r.error}" for r in metric_errors.head(20).itertuples()]
+    items += [f"video failed: {r.config} / {r.prompt_id} sample {r.sample}: {r.error}" for r in failed.head(50).itertuples()]
+    if not items:
+        items = ["nothing: every video and metric in this run succeeded"]
+    html_parts.append("<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>")
+    md.append("\n".join(f"- {i}" for i in items) + "\n")
+
+    provenance = {"run": str(run_dir), "git": prov.get("git") or (first.git if first is not None else None),
+                  "versions": prov.get("versions") or (json.loads(first.versions) if first is not None and first.versions else {}),
+                  "device": prov.get("device_name"), "suite_sha256": plan.get("suite_sha256"),
+                  "command": plan.get("command"), "report_written": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    html_parts.append(f"<h2>Provenance</h2><pre>{_e(json.dumps(provenance, indent=2, default=str))}</pre>")
+    md.append(f"## Provenance\n```\n{json.dumps(provenance, indent=2, default=str)}\n```\n")
+
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='Content-Security-Policy' "
+            f"content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\"><title>{_e(title)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(html_parts)}</body></html>")
+    for name, text in (("index.html", page), ("report.md", "\n".join(md))):
+        tmp = out_dir / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out_dir / name)
+    return out_dir / "index.html"

@@ -1,0 +1,65 @@
+"""Per-configuration tables: means with 95% bootstrap intervals over prompts, costs, and the best split under a budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+COST_COLUMNS = {"flops_total": "FLOPs/video", "total_s": "s/video (all stages)", "preview_s": "s to preview"}
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c.startswith("metric:") and df[c].notna().any()]
+
+
+def bootstrap_ci(per_prompt: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean over prompts."""
+    x = per_prompt[np.isfinite(per_prompt)]
+    if len(x) < 2:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = rng.choice(x, size=(n_boot, len(x)), replace=True).mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def config_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: identity, n, costs, and each metric's mean [95% CI over prompts]."""
+    done = df[df.status == "done"]
+    rows = []
+    for config, g in done.groupby("config", sort=False):
+        row = {"config": config, "preset": g.preset.iloc[0], "family": g.family.iloc[0], "size": g["size"].iloc[0],
+               "stage1_nfe": int(g.s1_nfe.iloc[0]),
+               "stage2_nfe": int(g.s2_nfe.iloc[0]) if g.s2_nfe.notna().any() else None,
+               "n": int(len(g)), "prompts": int(g.prompt_id.nunique()),
+               "params": int(g.s1_params.iloc[0] + (g.s2_params.iloc[0] if g.s2_params.notna().any() else 0)),
+               "flops": float(g.flops_total.mean()), "total_s": float(g.total_s.mean()),
+               "preview_s": float(g.preview_s.mean()) if g.preview_s.notna().any() else float("nan")}
+        for c in metric_columns(done):
+            per_prompt = g.groupby("prompt_id")[c].mean().to_numpy(dtype=float)
+            lo, hi = bootstrap_ci(per_prompt)
+            name = c.removeprefix("metric:")
+            row[name] = float(np.nanmean(per_prompt)) if np.isfinite(per_prompt).any() else float("nan")
+            row[f"{name} ci95"] = (lo, hi)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_front(x: np.ndarray, y: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """Indices of points not dominated (no other point has lower-or-equal cost and better-or-equal quality)."""
+    order = np.argsort(x, kind="stable")
+    best, front = -np.inf, []
+    for i in order:
+        v = y[i] if higher_is_better else -y[i]
+        if np.isfinite(v) and v > best:
+            front.append(i)
+            best = v
+    return np.array(front, dtype=int)
+
+
+def best_under_budget(table: pd.DataFrame, metric: str, higher_is_better: bool, budget: float,
+                      cost: str = "flops") -> pd.Series | None:
+    """The configuration with the best ``metric`` among those costing at most ``budget``."""
+    ok = table[(table[cost] <= budget) & table[metric].notna()]
+    if ok.empty:
+        return None
+    return ok.loc[ok[metric].idxmax() if higher_is_better else ok[metric].idxmin()]
