@@ -65,11 +65,13 @@ def _gemm_gflops() -> float:
 @click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder for real presets.")
 @click.option("--metrics", "metric_names",
               help="Comma list of per-video metrics (see `fvbench metrics`); default: the offline ones; 'none' for none.")
+@click.option("--warmup/--no-warmup", default=True, show_default=True,
+              help="One discarded 1-NFE generation per preset first, so first-call costs stay out of the timings.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (videos, predicted FLOPs, time estimate) and stop.")
 def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: str | None, sizes: str,
         presets: str | None, limit: str, samples: int | None, max_flops: float | None, base_seed: int,
         out: Path | None, save_videos: str, device: str, weights: Path | None, metric_names: str | None,
-        dry_run: bool) -> None:
+        warmup: bool, dry_run: bool) -> None:
     """Run a sweep of generators over a prompt suite and store one row per video."""
     from fvbench.generation.presets import get_preset
     from fvbench.paths import default_runs_dir
@@ -115,7 +117,7 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
         return
     runs = default_runs_dir()
     run_dir = out if out is not None else runs / plan.default_name()
-    _run(plan, run_dir, runs, device, weights, save_videos, metric_fn, suite_name)
+    _run(plan, run_dir, runs, device, weights, save_videos, metric_fn, suite_name, warmup)
 
 
 def _print_plan(plan, n_limit, command: str, cpu_scale: bool, save_videos: str) -> None:
@@ -156,7 +158,7 @@ def _print_estimate(plan) -> None:
 
 
 def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, save_videos: str, metric_fn,
-         suite_name: str) -> None:
+         suite_name: str, warmup: bool = True) -> None:
     from tqdm import tqdm
 
     from fvbench.provenance import provenance
@@ -169,6 +171,20 @@ def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, sav
     for base in dict.fromkeys(p.base for p in plan.points):
         worker.components(base)  # load every model before generating: a missing weight fails here
     click.echo(f"run folder: {run_dir}")
+    done: set[str] = set()
+    if (run_dir / "results.sqlite").exists():
+        from fvbench.store import open_store
+
+        store = open_store(run_dir)
+        done = store.done_hashes()
+        store.close()
+    if warmup and any(u.unit_hash not in done for u in plan.units):
+        firsts = {}
+        for u in plan.units:
+            firsts.setdefault(u.config.base, u)
+        seconds = sum(worker.warmup(base, u) for base, u in firsts.items())
+        click.echo(f"warm-up: 1 discarded generation at 1 NFE per preset ({len(firsts)}), {seconds:.1f} s, "
+                   f"not in the stored timings")
     bar = tqdm(total=len(plan.units), unit="video", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
 
     def on_result(result) -> None:
@@ -210,6 +226,11 @@ def _print_summary(run_dir: Path) -> None:
     if s1_naive > 0 and len(done) > 1:
         click.echo(f"stage-I prefix sharing: stage-I time spent {s1_measured:.1f} s instead of {s1_naive:.1f} s "
                    f"({s1_measured / s1_naive:.2f}x) for the videos generated")
+    unnamed = done[done.vbench_name == 0].prompt.nunique()
+    if unnamed:
+        click.echo(f"{unnamed} prompt(s) cannot be VBench file names (path characters, control characters, length or "
+                   f"Unicode normalisation): their videos are named _p-<sha256>-<i>.mp4 and the exact prompt is in "
+                   f"the store (columns prompt, s*_video_path)")
     click.echo(f"results: fvbench.load_results({str(run_dir)!r}); report: fvbench report {run_dir}")
 
 
