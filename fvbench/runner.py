@@ -114,8 +114,9 @@ def execute(plan: Plan, run_dir: Path, worker, executor=None,
             summary.seconds = time.perf_counter() - start
             store.set_info("last_finished", {"at": time.time(), "done": summary.done, "failed": summary.failed,
                                              "skipped": summary.skipped, "seconds": summary.seconds})
+            tmp = run_dir / ".run.json.tmp"
+            tmp.write_text(json.dumps({**(run_info or {}), "plan_hash": plan.plan_hash}, indent=2, default=str))
+            tmp.replace(run_dir / "run.json")
         finally:
             store.close()
-    (run_dir / "run.json").write_text(json.dumps({**(run_info or {}), "plan_hash": plan.plan_hash}, indent=2,
-                                                 default=str))
     return summary

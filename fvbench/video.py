@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -41,3 +42,9 @@ def read_mp4(path: str | Path) -> np.ndarray:
 
     with imageio.get_reader(str(path)) as reader:  # iterate: its len() is inf, so list(reader) would not end well
         return np.stack([frame for frame in reader])
+
+
+def video_sha256(video: torch.Tensor | np.ndarray) -> str:
+    """Checksum of a video's raw uint8 frames (what determinism tests and `fvbench check` compare)."""
+    frames = video.numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
+    return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()

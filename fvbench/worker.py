@@ -6,7 +6,6 @@ touches the store itself, so any executor can run it and the driver stays the si
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import traceback
@@ -21,14 +20,9 @@ from fvbench.generation.generator import Components, Generator, StageOutput, loa
 from fvbench.generation.presets import get_preset
 from fvbench.runfiles import safe_path, vbench_file_name
 from fvbench.spec import Unit, UnitGroup
-from fvbench.video import write_mp4
+from fvbench.video import video_sha256, write_mp4
 
 MetricFn = Callable[[torch.Tensor, Unit], dict[str, tuple[float | None, str | None, str]]]
-
-
-def video_sha256(video: torch.Tensor) -> str:
-    """Checksum of a video's raw uint8 frames."""
-    return hashlib.sha256(video.numpy().tobytes()).hexdigest()
 
 
 class GroupWorker:

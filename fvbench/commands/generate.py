@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import click
 
 from fvbench.errors import FvbenchError
+from fvbench.video import video_sha256
 
 
 def parse_overrides(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -24,11 +24,6 @@ def parse_overrides(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
             raise FvbenchError(f"--set expects STAGE.FIELD=VALUE (e.g. stage2.nfe=8), got {item!r}")
         out.setdefault(stage, {})[field] = yaml.safe_load(value)
     return out
-
-
-def video_sha256(video) -> str:
-    """Checksum of a video's raw uint8 frames (what determinism and `fvbench check` compare)."""
-    return hashlib.sha256(video.numpy().tobytes()).hexdigest()
 
 
 @click.command()
