@@ -22,14 +22,27 @@ def metrics() -> None:
         extra = ", needs --reference" if m.needs_reference else ""
         default = ", default in runs" if name in DEFAULT_METRICS else ""
         click.echo(f"{name:22s} {m.level}-level, {direction}, v{m.version}{extra}{default}: {m.description} [{status}]")
+    click.echo("vbench:<dimension>     video- and set-level, out of process: fvbench score RUN --vbench-python PATH "
+               "(an environment with VBench 0.1.5 and its weights in $VBENCH_CACHE_DIR) [needs that environment]")
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--metrics", "names", required=True, help="Comma list of metric names.")
+@click.option("--metrics", "names", help="Comma list of metric names.")
 @click.option("--reference", help="Configuration label to compare against (for *_vs_ref metrics), e.g. cpu-dit-s_s1-50.")
-def score(run_dir: Path, names: str, reference: str | None) -> None:
+@click.option("--vbench-python", help="Interpreter of an environment with VBench and its weights: run VBench on the videos.")
+@click.option("--vbench-dimensions", help="Comma list of VBench dimensions (default: all 16).")
+@click.option("--config", "configs", multiple=True, help="Only these configurations (VBench).")
+@click.option("--device", default="cuda", show_default=True, help="Device VBench runs on.")
+def score(run_dir: Path, names: str | None, reference: str | None, vbench_python: str | None,
+          vbench_dimensions: str | None, configs: tuple[str, ...], device: str) -> None:
     """Add metrics to a finished run from its saved videos (the store gains rows; nothing is regenerated)."""
+    if vbench_python:
+        _score_vbench(run_dir, vbench_python, vbench_dimensions, configs, device)
+    if not names:
+        if not vbench_python:
+            raise FvbenchError("give --metrics NAMES and/or --vbench-python PATH")
+        return
     from fvbench.metrics.registry import resolve, score_video
     from fvbench.runfiles import RunLock
     from fvbench.store import load_results, open_store
@@ -67,3 +80,56 @@ def score(run_dir: Path, names: str, reference: str | None) -> None:
         finally:
             store.close()
     click.echo(f"scored {scored} videos with {', '.join(m.name for m in metric_list)} (decoded from the saved mp4s)")
+
+
+def _final_paths(df):
+    return df.s2_video_path.where(df.s2_video_path.notna(), df.s1_video_path)
+
+
+def _score_vbench(run_dir: Path, python: str, dims: str | None, configs: tuple[str, ...], device: str) -> None:
+    """Stage each configuration's videos under VBench names in a fresh folder, run VBench, store its scores."""
+    import tempfile
+    import time
+
+    from fvbench.metrics.vbench import QUALITY, SEMANTIC, run_vbench, stage_videos
+    from fvbench.runfiles import RunLock
+    from fvbench.store import load_results, open_store
+    from fvbench.suites import VBENCH_DIMENSIONS, vbench_info_path
+
+    dimensions = [d.strip() for d in dims.split(",")] if dims else list(QUALITY + SEMANTIC)
+    unknown = [d for d in dimensions if d not in VBENCH_DIMENSIONS]
+    if unknown:
+        from fvbench.errors import UnknownNameError
+
+        raise UnknownNameError("VBench dimension", unknown[0], list(VBENCH_DIMENSIONS))
+    df = load_results(run_dir)
+    df = df[df.status == "done"].assign(final_path=lambda d: _final_paths(d))
+    wanted = list(configs) or sorted(df.config.unique())
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with RunLock(run_dir):
+        for config in wanted:
+            rows = df[(df.config == config) & df.final_path.notna()]
+            if rows.empty:
+                raise FvbenchError(f"no saved videos of configuration {config!r} in {run_dir}")
+            named = rows[rows.vbench_name == 1]
+            skipped = len(rows) - len(named)
+            if skipped:
+                click.echo(f"{config}: {skipped} video(s) whose prompt VBench's naming cannot represent are not scored")
+            (Path(run_dir) / "vbench").mkdir(exist_ok=True)
+            base = Path(tempfile.mkdtemp(prefix=f"{config}-{stamp}-", dir=Path(run_dir) / "vbench"))
+            by_name = {Path(p).name: h for p, h in zip(named.final_path, named.unit_hash)}
+            stage_videos([(Path(p).name, Path(run_dir) / p) for p in named.final_path], base / "videos")
+            result = run_vbench(python, base / "videos", base / "results", config, dimensions, vbench_info_path(), device)
+            store = open_store(run_dir)
+            try:
+                for dim, videos in result.per_video.items():
+                    for name, value in videos.items():
+                        if name in by_name:
+                            store.put_metrics(by_name[name], {f"vbench:{dim}": (value, None, "vbench_standard")})
+                store.set_info(f"vbench:{config}", {"dimensions": result.per_dimension, "totals": result.totals,
+                                                    "videos": len(named), "protocol": "vbench_standard"})
+            finally:
+                store.close()
+            t = result.totals
+            click.echo(f"{config}: VBench ({len(named)} videos, standard protocol) " + ", ".join(
+                f"{k} {v:.4f}" if v is not None else f"{k} n/a (not all its dimensions scored)" for k, v in t.items()))

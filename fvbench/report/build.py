@@ -182,6 +182,16 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
         html_parts.append(f"<p><b>prompt</b> {_e(rows.prompt.iloc[0])} <span class='small'>(sample {int(rows['sample'].iloc[0])})</span></p>"
                           + "".join(cells))
 
+    vb = {k.removeprefix("vbench:"): v for k, v in info.items() if k.startswith("vbench:")}
+    if vb:
+        rows = [{"config": c, **{k: v.get("totals", {}).get(k) for k in ("total", "quality", "semantic")},
+                 "dimensions": len(v.get("dimensions", {})), "videos": v.get("videos")} for c, v in sorted(vb.items())]
+        table_vb = pd.DataFrame(rows)
+        note = ("VBench standard protocol, scored out of process (fvbench score --vbench-python); Total = "
+                "(4 Quality + Semantic) / 5 with the official normalisation; n/a where not all dimensions were scored")
+        html_parts.append(f"<h2>VBench</h2><p class='small'>{_e(note)}</p>{_html_table(table_vb)}")
+        md.append(f"## VBench\n{note}\n\n{_md_table(table_vb)}\n")
+
     # What is missing.
     html_parts.append("<h2>Missing and failed</h2>")
     md.append("## Missing and failed\n")
