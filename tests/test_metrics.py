@@ -129,3 +129,47 @@ def test_run_stores_offline_metrics_and_score_adds_reference_metrics(tmp_path, c
     assert main(["run", "--suite", str(prompts), "--presets", "tiny-dit", "--metrics", "clip_score",
                  "--out", str(tmp_path / "r2")]) == 2
     assert "FVBENCH_CLIP_DIR" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
+class _TinyI3D(torch.nn.Module):
+    """Stands in for a Kinetics-400 I3D: (N, 3, 16, 224, 224) -> (N, 8) features."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(3, 8, kernel_size=(4, 16, 16), stride=(4, 16, 16))
+
+    def forward(self, x):
+        return self.conv(x).mean(dim=(2, 3, 4))
+
+
+def test_fvd_from_a_local_torchscript_model_end_to_end(tmp_path, monkeypatch, capsys):
+    from fvbench import load_results
+    from fvbench.cli import main
+    from fvbench.metrics.fvd import frechet_distance
+    from fvbench.store import open_store
+
+    torch.manual_seed(0)
+    path = tmp_path / "i3d.pt"
+    torch.jit.script(_TinyI3D()).save(str(path))
+    monkeypatch.setenv("FVBENCH_I3D", str(path))
+    monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: (_ for _ in ()).throw(AssertionError("network")))
+    a = torch.randn(50, 4)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(a, a + 3) == pytest.approx(4 * 9, rel=1e-6)  # mean shift of 3 in 4 dims
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red cat\na blue dog\na green tree\n")
+    out = tmp_path / "run"
+    assert main(["run", "--suite", str(prompts), "--presets", "tiny-flashvideo,tiny-dit", "--stage1-nfe", "2",
+                 "--stage2-nfe", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["score", str(out), "--metrics", "fvd", "--reference", "tiny-dit_s1-2"]) == 0
+    info = open_store(out).info()["set:fvd:tiny-flashvideo_s1-2_s2-1"]
+    assert info["error"] is None and np.isfinite(info["value"]) and info["value"] > 0 and info["videos"] == 3
+    assert main(["run", "--suite", str(prompts), "--presets", "tiny-dit", "--metrics", "fvd",
+                 "--out", str(tmp_path / "r2")]) == 2
+    inception = tmp_path / "inception.pt"
+    torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 6, 23, stride=23), torch.nn.AdaptiveAvgPool2d(1))).save(str(inception))
+    monkeypatch.setenv("FVBENCH_INCEPTION", str(inception))
+    assert main(["score", str(out), "--metrics", "fid", "--reference", "tiny-dit_s1-2"]) == 0
+    fid = open_store(out).info()["set:fid:tiny-flashvideo_s1-2_s2-1"]
+    assert fid["error"] is None and np.isfinite(fid["value"]) and fid["value"] > 0

@@ -49,6 +49,12 @@ def score(run_dir: Path, names: str | None, reference: str | None, vbench_python
     from fvbench.video import read_mp4
 
     metric_list = resolve([n.strip() for n in names.split(",") if n.strip()])
+    set_metrics = [m for m in metric_list if m.level == "set"]
+    metric_list = [m for m in metric_list if m.level != "set"]
+    if set_metrics:
+        _score_sets(run_dir, set_metrics, reference)
+    if not metric_list:
+        return
     df = load_results(run_dir)
     df = df[(df.status == "done")]
     final = df.apply(lambda r: r["s2_video_path"] if isinstance(r.get("s2_video_path"), str) else r["s1_video_path"],
@@ -133,3 +139,35 @@ def _score_vbench(run_dir: Path, python: str, dims: str | None, configs: tuple[s
             t = result.totals
             click.echo(f"{config}: VBench ({len(named)} videos, standard protocol) " + ", ".join(
                 f"{k} {v:.4f}" if v is not None else f"{k} n/a (not all its dimensions scored)" for k, v in t.items()))
+
+
+def _score_sets(run_dir: Path, metrics, reference: str | None) -> None:
+    """Set-level metrics (FVD): each configuration's videos against the reference configuration's."""
+    from fvbench.runfiles import RunLock
+    from fvbench.store import load_results, open_store
+    from fvbench.video import read_mp4
+
+    if not reference:
+        raise FvbenchError(f"{', '.join(m.name for m in metrics)} compare against --reference CONFIG")
+    df = load_results(run_dir)
+    df = df[df.status == "done"].assign(final_path=lambda d: _final_paths(d))
+    if reference not in set(df.config):
+        raise FvbenchError(f"no videos of configuration {reference!r}; known: {', '.join(sorted(set(df.config)))}")
+    load = lambda rows: [read_mp4(Path(run_dir) / p) for p in rows.final_path.dropna()]  # noqa: E731
+    refs = load(df[df.config == reference])
+    with RunLock(run_dir):
+        store = open_store(run_dir)
+        try:
+            for config in sorted(set(df.config) - {reference}):
+                videos = load(df[df.config == config])
+                for m in metrics:
+                    try:
+                        value, error = m.compute_set(videos, refs), None
+                    except Exception as e:  # recorded, the others go on
+                        value, error = None, f"{type(e).__name__}: {e}"
+                    store.set_info(f"set:{m.name}:{config}", {"value": value, "error": error, "reference": reference,
+                                                              "videos": len(videos), "version": m.version})
+                    shown = f"{value:.4g}" if value is not None else f"failed ({error})"
+                    click.echo(f"{config}: {m.name} = {shown} against {reference} ({len(videos)} vs {len(refs)} videos)")
+        finally:
+            store.close()

@@ -18,6 +18,8 @@ METRICS: dict[str, str] = {
     "psnr_vs_ref": "fvbench.metrics.offline:PSNR",
     "ssim_vs_ref": "fvbench.metrics.offline:SSIM",
     "clip_score": "fvbench.metrics.clip:CLIPScore",
+    "fvd": "fvbench.metrics.fvd:FVD",
+    "fid": "fvbench.metrics.fid:FID",
 }
 DEFAULT_METRICS = ("temporal_flickering", "detail_laplacian_var", "detail_hf_ratio", "motion_px")
 
@@ -60,7 +62,7 @@ def score_video(metrics: list[Metric], video: np.ndarray, prompt: str,
 def make_metric_fn(names: tuple[str, ...] | list[str]) -> Callable[[Any, Any], dict]:
     """A per-video hook for the runner: metrics that need a reference are refused here (use fvbench score)."""
     metrics = resolve(names)
-    refs = [m.name for m in metrics if m.needs_reference]
+    refs = [m.name for m in metrics if m.needs_reference or m.level == "set"]
     if refs:
         from fvbench.errors import FvbenchError
 

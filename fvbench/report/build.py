@@ -192,6 +192,13 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
         html_parts.append(f"<h2>VBench</h2><p class='small'>{_e(note)}</p>{_html_table(table_vb)}")
         md.append(f"## VBench\n{note}\n\n{_md_table(table_vb)}\n")
 
+    sets = [(k.split(":", 2)[1], k.split(":", 2)[2], v) for k, v in info.items() if k.startswith("set:")]
+    if sets:
+        table_sets = pd.DataFrame([{"metric": m, "config": c, "value": v.get("value"), "reference": v.get("reference"),
+                                    "videos": v.get("videos"), "error": v.get("error") or ""} for m, c, v in sets])
+        html_parts.append(f"<h2>Set-level metrics</h2>{_html_table(table_sets, left=('metric', 'config', 'reference', 'error'))}")
+        md.append(f"## Set-level metrics\n{_md_table(table_sets)}\n")
+
     # What is missing.
     html_parts.append("<h2>Missing and failed</h2>")
     md.append("## Missing and failed\n")
