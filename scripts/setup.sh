@@ -10,6 +10,6 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   "${PIP[@]}" install "torch==2.13.0"        # CPU build; an unpinned torch would pull a multi-GB CUDA build
 fi
-"${PIP[@]}" install -e ".[test]"
+"${PIP[@]}" install -e ".[test,ray]"
 "${PIP[@]}" install --no-deps "vbench==0.1.5"  # only for VBench_full_info.json (the prompt suites); never imported
 echo "fvbench is set up in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

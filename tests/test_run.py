@@ -192,3 +192,10 @@ def test_export(tmp_path, prompts, capsys):
     assert len(pd.read_csv(tmp_path / "r.csv")) == 2
     assert main(["export", str(out), "--out", str(tmp_path / "r.parquet")]) == 0
     assert len(pd.read_parquet(tmp_path / "r.parquet")) == 2
+
+
+def test_ray_executor_without_ray_says_how_to_install(tmp_path, prompts, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    rc = main(["run", "--suite", str(prompts), "--presets", "tiny-dit", "--executor", "ray", "--out", str(tmp_path / "r")])
+    assert rc == 2 and "pip install 'fvbench[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

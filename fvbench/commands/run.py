@@ -67,11 +67,17 @@ def _gemm_gflops() -> float:
               help="Comma list of per-video metrics (see `fvbench metrics`); default: the offline ones; 'none' for none.")
 @click.option("--warmup/--no-warmup", default=True, show_default=True,
               help="One discarded 1-NFE generation per preset first, so first-call costs stay out of the timings.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: in this process; ray: Ray actors (pip install 'fvbench[ray]').")
+@click.option("--workers", default=2, show_default=True, type=int, help="Ray actors (--executor ray).")
+@click.option("--threads-per-worker", default=1, show_default=True, type=int, help="Torch threads per Ray actor.")
+@click.option("--address", help="Ray cluster address (default: start a local Ray).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (videos, predicted FLOPs, time estimate) and stop.")
 def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: str | None, sizes: str,
         presets: str | None, limit: str, samples: int | None, max_flops: float | None, base_seed: int,
         out: Path | None, save_videos: str, device: str, weights: Path | None, metric_names: str | None,
-        warmup: bool, dry_run: bool) -> None:
+        warmup: bool, executor: str, workers: int, threads_per_worker: int, address: str | None,
+        dry_run: bool) -> None:
     """Run a sweep of generators over a prompt suite and store one row per video."""
     from fvbench.generation.presets import get_preset
     from fvbench.paths import default_runs_dir
@@ -117,7 +123,16 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
         return
     runs = default_runs_dir()
     run_dir = out if out is not None else runs / plan.default_name()
-    _run(plan, run_dir, runs, device, weights, save_videos, metric_fn, suite_name, warmup)
+    ray_opts = None
+    if executor == "ray":
+        from fvbench.executors.ray import _ray
+
+        _ray()  # fails here, before any work, when Ray is not installed
+        if workers <= 0 or threads_per_worker <= 0:
+            raise FvbenchError("--workers and --threads-per-worker must be positive")
+        ray_opts = {"workers": workers, "threads_per_worker": threads_per_worker, "address": address,
+                    "metric_names": tuple(metric_list)}
+    _run(plan, run_dir, runs, device, weights, save_videos, metric_fn, suite_name, warmup, ray_opts)
 
 
 def _print_plan(plan, n_limit, command: str, cpu_scale: bool, save_videos: str) -> None:
@@ -158,7 +173,7 @@ def _print_estimate(plan) -> None:
 
 
 def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, save_videos: str, metric_fn,
-         suite_name: str, warmup: bool = True) -> None:
+         suite_name: str, warmup: bool = True, ray_opts: dict | None = None) -> None:
     from tqdm import tqdm
 
     from fvbench.provenance import provenance
@@ -178,7 +193,7 @@ def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, sav
         store = open_store(run_dir)
         done = store.done_hashes()
         store.close()
-    if warmup and any(u.unit_hash not in done for u in plan.units):
+    if warmup and ray_opts is None and any(u.unit_hash not in done for u in plan.units):
         firsts = {}
         for u in plan.units:
             firsts.setdefault(u.config.base, u)
@@ -197,7 +212,16 @@ def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, sav
     if run_dir.resolve().parent == Path(runs).resolve():
         write_latest(runs, run_dir)
     bar.update(0)
-    summary = execute(plan, run_dir, worker, on_result=on_result, run_info=info)
+    executor = None
+    if ray_opts is not None:
+        from fvbench.executors.ray import RayExecutor
+
+        worker_args = {"run_dir": run_dir, "provenance": prov, "suite": (plan.suite.name, plan.suite.sha256),
+                       "device": device, "weights": weights, "save_videos": save_videos}
+        executor = RayExecutor(worker_args, ray_opts["metric_names"], ray_opts["workers"],
+                               ray_opts["threads_per_worker"], ray_opts["address"])
+        info["executor"] = f"ray ({ray_opts['workers']} workers x {ray_opts['threads_per_worker']} threads)"
+    summary = execute(plan, run_dir, worker, executor=executor, on_result=on_result, run_info=info)
     bar.update(summary.skipped)
     bar.close()
     click.echo(f"done: {summary.done} new, {summary.skipped} already stored, {summary.failed} failed, "
