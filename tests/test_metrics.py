@@ -143,7 +143,6 @@ class _TinyI3D(torch.nn.Module):
 
 
 def test_fvd_from_a_local_torchscript_model_end_to_end(tmp_path, monkeypatch, capsys):
-    from fvbench import load_results
     from fvbench.cli import main
     from fvbench.metrics.fvd import frechet_distance
     from fvbench.store import open_store

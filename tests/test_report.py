@@ -1,7 +1,6 @@
 """`fvbench report` renders in headless Chromium without errors or scripts; `fvbench check` catches regressions."""
 
 import copy
-import json
 import re
 import shutil
 import subprocess

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from fvbench import load_results
 from fvbench.cli import main
@@ -81,6 +80,20 @@ def _cli(args, env):
                             stderr=subprocess.PIPE, text=True)
 
 
+def _done_rows(run: Path) -> int:
+    db = run / "results.sqlite"
+    if not db.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute("SELECT count(*) FROM units WHERE status = 'done'").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return 0
+
+
 def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path, prompts):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
     args = ["run", "--suite", str(prompts), *SWEEP]
@@ -89,9 +102,13 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path,
     killed = tmp_path / "killed"
     rng = random.Random(1234)
     kills = 0
-    for _ in range(4):
+    for _ in range(3):
+        before = _done_rows(killed)
         p = _cli([*args, "--out", str(killed)], env)
-        time.sleep(rng.uniform(3.0, 9.0))  # start-up takes a few seconds; units take ~0.3 s each
+        # wait until this attempt has committed a row, then kill at a random moment shortly after
+        while p.poll() is None and _done_rows(killed) <= before:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.4))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             kills += 1

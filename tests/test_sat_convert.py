@@ -1,6 +1,5 @@
 """The FlashVideo SAT converter on synthesized SAT-format checkpoints with the released key layout."""
 
-import pickle
 
 import pytest
 import torch
@@ -16,7 +15,6 @@ from fvbench.generation.models.sat import (
     load_sat_checkpoint,
     merge_lora,
     sat_transformer_to_diffusers,
-    sat_vae_to_diffusers,
 )
 from fvbench.generation.presets import get_preset
 

@@ -1,12 +1,10 @@
 """VBench out of process: a stand-in interpreter writing VBench's exact JSON, and the Total arithmetic by hand."""
 
-import json
 import stat
 
 import pytest
 
 from fvbench.cli import main
-from fvbench.errors import FvbenchError
 from fvbench.metrics.vbench import QUALITY, SEMANTIC, normalized, total_scores
 
 STAND_IN = """#!{python}

@@ -127,7 +127,7 @@ def bench(repeats: int, use_compile: bool) -> None:
     """Measure fp32 GEMM throughput and each CPU-scale transformer's achieved FLOP/s in one run."""
     import torch
 
-    from fvbench.compute.bench import gemm_throughput, run_bench
+    from fvbench.compute.bench import run_bench
 
     if repeats <= 0:
         raise FvbenchError(f"--repeats must be positive, got {repeats}")

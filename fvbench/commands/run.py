@@ -81,7 +81,7 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
     """Run a sweep of generators over a prompt suite and store one row per video."""
     from fvbench.generation.presets import get_preset
     from fvbench.paths import default_runs_dir
-    from fvbench.runner import execute, make_plan
+    from fvbench.runner import make_plan
     from fvbench.spec import SweepOptions
 
     opts = SweepOptions(presets=_names(presets), sizes=_names(sizes), stage1_nfe=_ints(stage1_nfe, "--stage1-nfe"),

@@ -8,7 +8,6 @@ a unit's identity never depends on which actor ran it. Ray is optional: ``pip in
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from fvbench.errors import FvbenchError

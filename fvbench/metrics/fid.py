@@ -8,20 +8,18 @@ embedding. torchmetrics' FID is not used because its default feature extractor n
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fvbench.metrics.base import Metric
+from fvbench.metrics.base import LocalFileMetric
 from fvbench.metrics.fvd import frechet_distance, load_torchscript
 
 ENV = "FVBENCH_INCEPTION"
 
 
-class FID(Metric):
+class FID(LocalFileMetric):
     """Frechet Inception Distance of a set's frames to the reference set's frames (lower is better)."""
 
     name = "fid"
@@ -30,17 +28,9 @@ class FID(Metric):
     needs_reference = True
     version = "1-8frames-299"
     requires = f"an Inception TorchScript file in ${ENV}"
+    env = ENV
+    file_kind = "a local TorchScript Inception feature extractor"
     description = "Frechet distance of Inception features of frames to the reference configuration's (local TorchScript)"
-
-    def __init__(self, path: str | None = None):
-        self.path = path or os.environ.get(ENV)
-
-    def missing(self) -> list[str]:
-        if not self.path:
-            return [f"set {ENV} to a local TorchScript Inception feature extractor"]
-        if not Path(self.path).is_file():
-            return [f"missing {self.path}"]
-        return []
 
     @torch.no_grad()
     def features(self, videos: list[np.ndarray]) -> torch.Tensor:

@@ -8,15 +8,13 @@ values scaled to [-1, 1], input (N, 3, 16, 224, 224); the network's output (logi
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fvbench.metrics.base import Metric
+from fvbench.metrics.base import LocalFileMetric
 
 ENV = "FVBENCH_I3D"
 
@@ -49,7 +47,7 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + torch.trace(sa) + torch.trace(sb) - 2 * eig.sqrt().sum())
 
 
-class FVD(Metric):
+class FVD(LocalFileMetric):
     """Frechet Video Distance of a set of videos to a reference set (lower is better)."""
 
     name = "fvd"
@@ -58,17 +56,9 @@ class FVD(Metric):
     needs_reference = True
     version = "1-16f-224-centercrop"
     requires = f"a Kinetics-400 I3D TorchScript file in ${ENV}"
+    env = ENV
+    file_kind = "a local TorchScript I3D (Kinetics-400) file"
     description = "Frechet distance of I3D features to the reference configuration's videos (local TorchScript I3D)"
-
-    def __init__(self, path: str | None = None):
-        self.path = path or os.environ.get(ENV)
-
-    def missing(self) -> list[str]:
-        if not self.path:
-            return [f"set {ENV} to a local TorchScript I3D (Kinetics-400) file"]
-        if not Path(self.path).is_file():
-            return [f"missing {self.path}"]
-        return []
 
     @torch.no_grad()
     def features(self, videos: list[np.ndarray]) -> torch.Tensor:

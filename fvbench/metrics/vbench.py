@@ -17,7 +17,6 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fvbench.errors import FvbenchError
 
