@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "score": "fvbench.commands.metrics:score",
     "report": "fvbench.commands.report:report",
     "check": "fvbench.commands.report:check",
+    "shapesworld": "fvbench.commands.shapesworld:shapesworld",
 }
 
 

@@ -20,7 +20,7 @@ from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_regi
 from fvbench.compute.timing import ComponentTimer, PeakMemory
 from fvbench.errors import FvbenchError
 from fvbench.generation.denoiser import Denoiser, TextConditioning
-from fvbench.generation.models.registry import build_component, load_component
+from fvbench.generation.models.registry import build_component, component_type, load_component
 from fvbench.generation.presets import Preset, StageConfig
 from fvbench.generation.samplers.cogvideox import sample_cogvideox
 from fvbench.generation.samplers.flow import degrade, sample_flow
@@ -53,7 +53,7 @@ def load_components(preset: Preset, weights_dir: str | Path | None = None, devic
         raise FvbenchError(f"preset {preset.name!r}: weights folder {root} does not exist "
                            f"(pass --weights DIR or set FVBENCH_WEIGHTS; see README 'Real models')")
     for role, spec in preset.components.items():
-        if root is None:
+        if root is None or component_type(spec.type).weightless:
             mods[role] = build_component(spec.type, spec.config, preset.seed)
         else:
             mods[role] = load_component(spec.type, root / (spec.path or role), dtype, preset.name, role)
@@ -177,7 +177,8 @@ class Generator:
         return rotary_embedding(stage, transformer, grid, self.device)
 
     def _vae_dtype(self) -> torch.dtype:
-        return next(self.components.vae.parameters()).dtype
+        param = next(self.components.vae.parameters(), None)  # a pixel-space identity VAE has none
+        return torch.float32 if param is None else param.dtype
 
     def _check_stage(self, stage: StageConfig) -> None:
         factor = self.preset.spatial_factor(stage)

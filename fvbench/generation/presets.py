@@ -17,6 +17,7 @@ from fvbench.errors import FvbenchError, UnknownNameError
 from fvbench.paths import data_dir, weights_root
 
 Solver = Literal["dpm++2m", "ddim", "flow-euler"]
+PACKAGE_PREFIX = "package:"  # ``weights: package:shapesworld/weights`` = a folder inside the installed fvbench package
 
 
 @dataclass(frozen=True)
@@ -94,14 +95,10 @@ class Preset:
             raise ValueError("a preset needs at least one stage")
         if self.stages[0].init != "noise":
             raise ValueError("the first stage must start from noise")
-        if self.frames <= 0 or (self.frames - 1) % 4 or ((self.frames - 1) // 4) % 2:
-            raise ValueError(
-                f"frames must be of the form 4k+1 with an odd number of latent frames (9, 17, 25, ..., 49): the "
-                f"CogVideoX VAE decodes an even latent count to a different frame count; got {self.frames}"
-            )
         for role in ("tokenizer", "text_encoder", "vae"):
             if role not in self.components:
                 raise ValueError(f"missing component {role!r}")
+        self.latent_frames  # the VAE type's frame rule (CogVideoX: 4k+1 with an odd latent count) raises ValueError
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
@@ -117,14 +114,24 @@ class Preset:
         if self.family == "single-stage" and len(self.stages) != 1:
             raise ValueError("a single-stage preset has exactly one stage")
 
+    def _vae_geometry(self):
+        from fvbench.generation.models.registry import vae_geometry  # lazy: listing presets needs no torch
+
+        return vae_geometry(self.components["vae"].type)
+
     @property
     def vae_spatial_factor(self) -> int:
-        """Spatial downsampling of the VAE: 2 ** (number of down blocks - 1), 8 for CogVideoX."""
-        blocks = self.components["vae"].config.get("block_out_channels", (128, 256, 256, 512))
-        return 2 ** (len(blocks) - 1)
+        """Spatial downsampling of the VAE, a property of its type: 2 ** (down blocks - 1) for CogVideoX (8), 1 in
+        pixel space."""
+        return self._vae_geometry().spatial_factor(self.components["vae"].config)
 
     def patch_size(self, stage: StageConfig) -> int:
-        return int(self.components[stage.transformer].config.get("patch_size", 2))
+        """What the stage's latent height and width must be multiples of: the DiT patch size (2 by default), or a
+        U-Net's total downsampling; a property of the transformer's component type."""
+        from fvbench.generation.models.registry import component_type
+
+        spec = self.components[stage.transformer]
+        return int(component_type(spec.type).spatial_multiple(spec.config))
 
     def spatial_factor(self, stage: StageConfig) -> int:
         """What a stage's height and width must be divisible by: VAE factor x patch size (16 for CogVideoX)."""
@@ -132,7 +139,8 @@ class Preset:
 
     @property
     def latent_frames(self) -> int:
-        return (self.frames - 1) // 4 + 1
+        """Latent frame count, by the VAE type's rule (CogVideoX: (frames - 1) / 4 + 1; pixel space: frames)."""
+        return self._vae_geometry().latent_frames(self.frames)
 
     @property
     def builtin(self) -> bool:
@@ -143,6 +151,8 @@ class Preset:
         """The folder holding this preset's component folders (override, absolute path, or under the weights root)."""
         if override is not None:
             return Path(override).expanduser()
+        if self.weights.startswith(PACKAGE_PREFIX):  # weights shipped inside the fvbench package
+            return Path(__file__).resolve().parents[1] / self.weights[len(PACKAGE_PREFIX):]
         p = Path(self.weights).expanduser()
         return p if p.is_absolute() else weights_root() / p
 

@@ -20,6 +20,10 @@ METRICS: dict[str, str] = {
     "clip_score": "fvbench.metrics.clip:CLIPScore",
     "fvd": "fvbench.metrics.fvd:FVD",
     "fid": "fvbench.metrics.fid:FID",
+    **{f"sw_{k}": f"fvbench.shapesworld.metrics:{c}" for k, c in [  # ShapesWorld's exact metrics
+        ("colour", "ColourAccuracy"), ("shape", "ShapeAccuracy"), ("direction", "DirectionAccuracy"),
+        ("all_three", "AllThreeAccuracy"), ("detail_ratio", "DetailRatio"), ("temporal_rms_px", "TemporalRMS"),
+        ("fidelity_psnr", "FidelityPSNR"), ("consistency_psnr", "ConsistencyPSNR")]},
 }
 DEFAULT_METRICS = ("temporal_flickering", "detail_laplacian_var", "detail_hf_ratio", "motion_px")
 

@@ -18,15 +18,60 @@ import torch
 from fvbench.errors import FvbenchError, MissingWeightsError, UnknownNameError
 
 
+def _cogvideox_latent_frames(frames: int) -> int:
+    if frames <= 0 or (frames - 1) % 4 or ((frames - 1) // 4) % 2:
+        raise ValueError(
+            f"frames must be of the form 4k+1 with an odd number of latent frames (9, 17, 25, ..., 49): the "
+            f"CogVideoX VAE decodes an even latent count to a different frame count; got {frames}"
+        )
+    return (frames - 1) // 4 + 1
+
+
+def _uncompressed_frames(frames: int) -> int:
+    if frames <= 0:
+        raise ValueError(f"frames must be positive, got {frames}")
+    return frames
+
+
+@dataclass(frozen=True)
+class VaeGeometry:
+    """How a VAE type maps pixels to latents: spatial factor (from its config) and frames -> latent frames.
+
+    ``latent_frames`` raises ValueError for a frame count the VAE cannot encode and decode back to itself.
+    """
+
+    spatial_factor: Callable[[dict[str, Any]], int]
+    latent_frames: Callable[[int], int]
+
+
+# CogVideoX: 2 ** (number of down blocks - 1) spatially (8 for the real VAE), 4x temporally with the first frame apart.
+COGVIDEOX_GEOMETRY = VaeGeometry(lambda c: 2 ** (len(c.get("block_out_channels", (128, 256, 256, 512))) - 1),
+                                 _cogvideox_latent_frames)
+PIXEL_GEOMETRY = VaeGeometry(lambda c: 1, _uncompressed_frames)  # pixel space: no compression at all
+
+
+def _patch_multiple(config: dict[str, Any]) -> int:
+    return int(config.get("patch_size", 2))
+
+
 @dataclass(frozen=True)
 class ComponentType:
-    """How to build (random init, from a config dict) and load (from a local folder) one kind of component."""
+    """How to build (random init, from a config dict) and load (from a local folder) one kind of component.
+
+    ``weightless`` components (a rule-based tokenizer, a pixel-space identity VAE) have nothing to load and are
+    always built from their config, also when the rest of the preset comes from a weights folder. ``vae`` is the
+    geometry of a VAE type; ``spatial_multiple`` says what a denoiser's input height and width (in latent pixels)
+    must be multiples of (its patch size for a DiT, its total downsampling for a U-Net).
+    """
 
     name: str
     build: Callable[[dict[str, Any]], Any]
     load: Callable[[Path, torch.dtype], Any]
     weight_files: tuple[str, ...]  # any one of these must exist in the folder
     meta_ok: bool = True  # can be built on the meta device for FLOP counting
+    weightless: bool = False
+    vae: VaeGeometry | None = None
+    spatial_multiple: Callable[[dict[str, Any]], int] = _patch_multiple
 
 
 def _diffusers_class(name: str):
@@ -87,6 +132,29 @@ def _load_tokenizer(path: Path, dtype: torch.dtype):
     return T5Tokenizer.from_pretrained(path, local_files_only=True)
 
 
+def _shapesworld(name: str) -> Callable[[dict[str, Any]], Any]:
+    def build(config: dict[str, Any]):
+        from fvbench.shapesworld import models
+
+        return getattr(models, name)(**config)
+
+    return build
+
+
+def _load_shapesworld_unet(path: Path, dtype: torch.dtype):
+    from fvbench.shapesworld.models import ShapesWorldUNet
+
+    return ShapesWorldUNet.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
+
+
+def _no_files(path: Path, dtype: torch.dtype):
+    raise FvbenchError(f"this component has no weights to load (from {path})")
+
+
+def _unet_multiple(config: dict[str, Any]) -> int:
+    return int(config.get("patch", 1)) * 2 ** (len(config.get("channels", (32, 64, 128))) - 1)
+
+
 _DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
                       "diffusion_pytorch_model.bin")
 _TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -98,11 +166,29 @@ COMPONENT_TYPES: dict[str, ComponentType] = {
                                             _build_diffusers("FlashVideoTransformer3DModel"),
                                             _load_diffusers("FlashVideoTransformer3DModel"), _DIFFUSERS_WEIGHTS),
     "cogvideox-vae": ComponentType("cogvideox-vae", _build_diffusers("AutoencoderKLCogVideoX"),
-                                   _load_diffusers("AutoencoderKLCogVideoX"), _DIFFUSERS_WEIGHTS),
+                                   _load_diffusers("AutoencoderKLCogVideoX"), _DIFFUSERS_WEIGHTS,
+                                   vae=COGVIDEOX_GEOMETRY),
     "t5-encoder": ComponentType("t5-encoder", _build_t5, _load_t5, _TRANSFORMERS_WEIGHTS),
     "t5-tokenizer": ComponentType("t5-tokenizer", _build_tokenizer, _load_tokenizer,
                                   ("spiece.model", "tokenizer.json"), meta_ok=False),
+    # ShapesWorld (fvbench/shapesworld): trained pixel-space U-Nets, label conditioning, identity VAE
+    "shapesworld-unet": ComponentType("shapesworld-unet", _shapesworld("ShapesWorldUNet"), _load_shapesworld_unet,
+                                      _DIFFUSERS_WEIGHTS, spatial_multiple=_unet_multiple),
+    "identity-vae": ComponentType("identity-vae", _shapesworld("IdentityVAE"), _no_files, (), weightless=True,
+                                  vae=PIXEL_GEOMETRY),
+    "shapesworld-labels": ComponentType("shapesworld-labels", _shapesworld("LabelEncoder"), _no_files, (),
+                                        weightless=True),
+    "shapesworld-label-tokenizer": ComponentType("shapesworld-label-tokenizer", _shapesworld("LabelTokenizer"),
+                                                 _no_files, (), meta_ok=False, weightless=True),
 }
+
+
+def vae_geometry(type_name: str) -> VaeGeometry:
+    """The geometry of a VAE component type (an unknown or non-VAE type is an error listing the VAE types)."""
+    ct = COMPONENT_TYPES.get(type_name)
+    if ct is None or ct.vae is None:
+        raise UnknownNameError("VAE component type", type_name, [k for k, v in COMPONENT_TYPES.items() if v.vae])
+    return ct.vae
 
 
 def component_type(name: str) -> ComponentType:

@@ -1,0 +1,2 @@
+"""ShapesWorld: a procedural video world with exact metrics and small trained cascades (see world.py, metrics.py,
+models.py, train.py, evaluate.py; presets in baselines/shapesworld.yaml, suite in suites/shapesworld.yaml)."""
