@@ -1,4 +1,4 @@
-"""``fvbench convert-flashvideo``: FlashVideo's SAT checkpoints -> diffusers-format folders for the flashvideo preset."""
+"""``fvbench convert-flashvideo``: FlashVideo's SAT checkpoints -> the diffusers folders of the flashvideo preset."""
 
 from __future__ import annotations
 
@@ -8,33 +8,27 @@ import click
 
 
 @click.command("convert-flashvideo")
-@click.option("--stage1", type=click.Path(dir_okay=False, path_type=Path), help="FlashVideo stage1.pt (LoRA merged).")
+@click.option("--stage1", type=click.Path(dir_okay=False, path_type=Path),
+              help="FlashVideo stage1.pt (CogVideoX-5B shape; its LoRA is merged).")
 @click.option("--stage2", type=click.Path(dir_okay=False, path_type=Path), help="FlashVideo stage2.pt.")
-@click.option("--vae", type=click.Path(dir_okay=False, path_type=Path), help="3d-vae.pt.")
+@click.option("--vae", type=click.Path(dir_okay=False, path_type=Path), help="FlashVideo 3d-vae.pt.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write stage1/, stage2/, vae/ into (the flashvideo preset's weights folder).")
-@click.option("--like", "like", default="flashvideo", show_default=True,
-              help="Preset whose stage1/stage2/vae component configs describe the checkpoints' architecture.")
+@click.option("--like", default="flashvideo", show_default=True,
+              help="Two-stage preset whose stage1/stage2/vae component configs describe the checkpoints.")
 @click.option("--lora-alpha", default=1.0, show_default=True, type=float,
-              help="SAT LoRA alpha (scaling = alpha / r; SAT's default is 1).")
+              help="SAT LoRA alpha: merged W = W0 + B @ A * alpha / r (SAT's default alpha is 1).")
+@click.option("--overwrite", is_flag=True, help="Replace existing stage1/, stage2/ or vae/ folders in --out.")
 @click.option("--trust-checkpoint", is_flag=True,
-              help="Allow full unpickling (runs code from the file!) when weights_only loading fails.")
+              help="Allow full unpickling when weights_only loading refuses a file. Unpickling runs code chosen by "
+                   "the file's author: use only for files from a source you trust.")
 def convert_flashvideo(stage1: Path | None, stage2: Path | None, vae: Path | None, out: Path, like: str,
-                       lora_alpha: float, trust_checkpoint: bool) -> None:
-    """Convert FlashVideo's SAT checkpoints into the diffusers-format folders fvbench loads."""
-    from fvbench.errors import FvbenchError
+                       lora_alpha: float, overwrite: bool, trust_checkpoint: bool) -> None:
+    """Convert FlashVideo's SAT checkpoints (stage1.pt, stage2.pt, 3d-vae.pt) into diffusers-format folders."""
     from fvbench.generation.models.sat import convert_flashvideo as convert
-    from fvbench.generation.presets import get_preset
 
-    if not any((stage1, stage2, vae)):
-        raise FvbenchError("give at least one of --stage1, --stage2, --vae")
-    preset = get_preset(like)
-    roles = {s.name: s.transformer for s in preset.stages}
-    if not {"stage1", "stage2"} <= set(roles):
-        raise FvbenchError(f"--like {like}: needs a two-stage preset with stages stage1 and stage2")
-    configs = {"stage1": preset.components[roles["stage1"]].config, "stage2": preset.components[roles["stage2"]].config,
-               "vae": preset.components["vae"].config}
-    for folder in convert(stage1, stage2, vae, out, configs, trust_checkpoint, lora_alpha):
-        click.echo(f"wrote {folder}")
-    click.echo(f"now copy text_encoder/ and tokenizer/ from a CogVideoX diffusers folder into {out} "
-               f"(T5-v1.1-XXL), then: fvbench generate --preset flashvideo --weights {out} ...")
+    convert(stage1, stage2, vae, out, trust_checkpoint, like=like, lora_alpha=lora_alpha, overwrite=overwrite,
+            log=click.echo)
+    click.echo(f"next: copy text_encoder/ and tokenizer/ (T5-v1.1-XXL) from a CogVideoX diffusers folder, e.g. "
+               f"CogVideoX-2b, into {out}; then run: fvbench generate --preset {like} --weights {out} "
+               f"--prompt '...' --out video.mp4")
