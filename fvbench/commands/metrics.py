@@ -1,8 +1,10 @@
-"""``fvbench metrics`` (what exists, what runs here) and ``fvbench score`` (add metrics to a finished run)."""
+"""``fvbench metrics`` (what exists, what runs here, what it costs) and ``fvbench score`` (add metrics to a finished
+run from its saved videos, without regenerating)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -10,7 +12,12 @@ from fvbench.errors import FvbenchError
 
 
 @click.command()
-def metrics() -> None:
+@click.option("--vbench", "show_vbench", is_flag=True, help="Also list VBench's 16 dimensions and the weight files "
+              "each is missing under $VBENCH_CACHE_DIR.")
+@click.option("--time", "time_shape", metavar="FxHxW",
+              help="Measure each available metric's wall time per video on a random clip of this size, e.g. 49x480x720.")
+@click.option("--runs", default=3, show_default=True, help="Timed runs per metric (median reported), with --time.")
+def metrics(show_vbench: bool, time_shape: str | None, runs: int) -> None:
     """List every metric: available here or exactly what is missing, direction, level, version."""
     from fvbench.metrics.registry import DEFAULT_METRICS, get_metric, list_metrics
 
@@ -21,54 +28,107 @@ def metrics() -> None:
         direction = "higher is better" if m.higher_is_better else "lower is better"
         extra = ", needs --reference" if m.needs_reference else ""
         default = ", default in runs" if name in DEFAULT_METRICS else ""
-        click.echo(f"{name:22s} {m.level}-level, {direction}, v{m.version}{extra}{default}: {m.description} [{status}]")
+        click.echo(f"{name:22s} {m.level}-level, {direction}, v{m.version}{extra}{default}: {m.description}; "
+                   f"needs {m.requires} [{status}]")
     click.echo("vbench:<dimension>     video- and set-level, out of process: fvbench score RUN --vbench-python PATH "
-               "(an environment with VBench 0.1.5 and its weights in $VBENCH_CACHE_DIR) [needs that environment]")
+               "(an environment with VBench 0.1.5 and its weights in $VBENCH_CACHE_DIR); list with --vbench")
+    if show_vbench:
+        _list_vbench()
+    if time_shape:
+        _time_metrics(time_shape, runs)
+
+
+def _list_vbench() -> None:
+    from fvbench.metrics.vbench import DIMENSIONS, QUALITY, cache_dir, missing_weights
+
+    click.echo(f"VBench dimensions (weights under {cache_dir()}, names as vbench 0.1.5 loads them with local=True):")
+    for d in DIMENSIONS:
+        absent = missing_weights([d])
+        status = "weights present" if not absent else "missing " + "; ".join(absent)
+        click.echo(f"  {d:24s} {'quality' if d in QUALITY else 'semantic'}, higher is better [{status}]")
+
+
+def _time_metrics(text: str, runs: int) -> None:
+    import torch
+
+    from fvbench.metrics.cost import parse_shape, time_metric
+    from fvbench.metrics.registry import get_metric, list_metrics
+
+    shape = parse_shape(text)
+    click.echo(f"wall seconds per video on a random {shape[0]}x{shape[1]}x{shape[2]} clip, CPU, "
+               f"{torch.get_num_threads()} threads, median of {runs} runs after one warm-up:")
+    for name in list_metrics():
+        m = get_metric(name)
+        if m.missing():
+            click.echo(f"  {name:22s} skipped (unavailable here)")
+            continue
+        try:
+            cost = time_metric(m, shape, runs=runs)
+        except Exception as e:  # one metric's failure does not hide the others' costs
+            click.echo(f"  {name:22s} failed: {type(e).__name__}: {e}")
+            continue
+        what = "per video (feature extraction)" if m.level == "set" else "per video"
+        click.echo(f"  {name:22s} {cost.seconds:8.3f} s {what}")
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def _done_rows(run_dir: Path) -> Any:
+    """The run's finished rows with ``final_path`` (stage-II video of a cascade, else stage I)."""
+    from fvbench.store import load_results
+
+    df = load_results(run_dir)
+    df = df[df.status == "done"]
+    return df.assign(final_path=df.s2_video_path.where(df.s2_video_path.notna(), df.s1_video_path))
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--metrics", "names", help="Comma list of metric names.")
-@click.option("--reference", help="Configuration label to compare against (for *_vs_ref metrics), e.g. cpu-dit-s_s1-50.")
+@click.option("--metrics", "names", help="Comma list of metric names (fvbench metrics lists them).")
+@click.option("--reference", help="Configuration label to compare against (for *_vs_ref, fvd, fid), e.g. cpu-dit-s_s1-50.")
 @click.option("--vbench-python", help="Interpreter of an environment with VBench and its weights: run VBench on the videos.")
 @click.option("--vbench-dimensions", help="Comma list of VBench dimensions (default: all 16).")
+@click.option("--vbench-timeout", type=float, help="Seconds before a VBench evaluation is abandoned (default: none).")
 @click.option("--config", "configs", multiple=True, help="Only these configurations (VBench).")
 @click.option("--device", default="cuda", show_default=True, help="Device VBench runs on.")
 def score(run_dir: Path, names: str | None, reference: str | None, vbench_python: str | None,
-          vbench_dimensions: str | None, configs: tuple[str, ...], device: str) -> None:
+          vbench_dimensions: str | None, vbench_timeout: float | None, configs: tuple[str, ...], device: str) -> None:
     """Add metrics to a finished run from its saved videos (the store gains rows; nothing is regenerated)."""
+    from fvbench.metrics.registry import resolve
+
+    if not names and not vbench_python:
+        raise FvbenchError("give --metrics NAMES and/or --vbench-python PATH")
+    metric_list = resolve(_names(names)) if names else []  # fails fast on a missing weight, package or interpreter
+    set_metrics = [m for m in metric_list if m.level == "set"]
+    video_metrics = [m for m in metric_list if m.level != "set"]
+    if (set_metrics or any(m.needs_reference for m in video_metrics)) and not reference:
+        raise FvbenchError(f"{', '.join(m.name for m in metric_list if m.needs_reference)} need --reference CONFIG "
+                           "(a configuration label of this run)")
     if vbench_python:
-        _score_vbench(run_dir, vbench_python, vbench_dimensions, configs, device)
-    if not names:
-        if not vbench_python:
-            raise FvbenchError("give --metrics NAMES and/or --vbench-python PATH")
-        return
-    from fvbench.metrics.registry import resolve, score_video
+        _score_vbench(run_dir, vbench_python, vbench_dimensions, configs, device, vbench_timeout)
+    if video_metrics:
+        _score_videos(run_dir, video_metrics, reference)
+    if set_metrics:
+        _score_sets(run_dir, set_metrics, str(reference))
+
+
+def _score_videos(run_dir: Path, metric_list: list, reference: str | None) -> None:
+    """Per-video metrics on each saved final video (reference metrics against the same prompt and sample)."""
+    from fvbench.metrics.registry import score_video
     from fvbench.runfiles import RunLock
-    from fvbench.store import load_results, open_store
+    from fvbench.store import open_store
     from fvbench.video import read_mp4
 
-    metric_list = resolve([n.strip() for n in names.split(",") if n.strip()])
-    set_metrics = [m for m in metric_list if m.level == "set"]
-    metric_list = [m for m in metric_list if m.level != "set"]
-    if set_metrics:
-        _score_sets(run_dir, set_metrics, reference)
-    if not metric_list:
-        return
-    df = load_results(run_dir)
-    df = df[(df.status == "done")]
-    final = df.apply(lambda r: r["s2_video_path"] if isinstance(r.get("s2_video_path"), str) else r["s1_video_path"],
-                     axis=1) if len(df) else []
-    df = df.assign(final_path=final)
+    df = _done_rows(run_dir)
     if df.empty or df.final_path.isna().all():
         raise FvbenchError(f"{run_dir} has no saved final videos to score (was it run with --save-videos none?)")
-    refs = {}
+    refs: dict[tuple[str, int], str] = {}
     if any(m.needs_reference for m in metric_list):
-        if not reference:
-            raise FvbenchError("metrics *_vs_ref need --reference CONFIG (a configuration label of this run)")
-        ref_rows = df[df.config == reference]
+        ref_rows = df[(df.config == reference) & df.final_path.notna()]
         if ref_rows.empty:
-            raise FvbenchError(f"no videos of configuration {reference!r} in {run_dir}; "
+            raise FvbenchError(f"no saved videos of configuration {reference!r} in {run_dir}; "
                                f"known: {', '.join(sorted(df.config.unique()))}")
         refs = {(r.prompt, r.sample): r.final_path for r in ref_rows.itertuples()}
     scored = 0
@@ -88,28 +148,23 @@ def score(run_dir: Path, names: str | None, reference: str | None, vbench_python
     click.echo(f"scored {scored} videos with {', '.join(m.name for m in metric_list)} (decoded from the saved mp4s)")
 
 
-def _final_paths(df):
-    return df.s2_video_path.where(df.s2_video_path.notna(), df.s1_video_path)
-
-
-def _score_vbench(run_dir: Path, python: str, dims: str | None, configs: tuple[str, ...], device: str) -> None:
+def _score_vbench(run_dir: Path, python: str, dims: str | None, configs: tuple[str, ...], device: str,
+                  timeout: float | None) -> None:
     """Stage each configuration's videos under VBench names in a fresh folder, run VBench, store its scores."""
     import tempfile
     import time
 
-    from fvbench.metrics.vbench import QUALITY, SEMANTIC, run_vbench, stage_videos
+    from fvbench.errors import MissingWeightsError
+    from fvbench.metrics.vbench import DIMENSIONS, check_dimensions, missing_weights, run_vbench, stage_videos
     from fvbench.runfiles import RunLock
-    from fvbench.store import load_results, open_store
-    from fvbench.suites import VBENCH_DIMENSIONS, vbench_info_path
+    from fvbench.store import open_store
+    from fvbench.suites import vbench_info_path
 
-    dimensions = [d.strip() for d in dims.split(",")] if dims else list(QUALITY + SEMANTIC)
-    unknown = [d for d in dimensions if d not in VBENCH_DIMENSIONS]
-    if unknown:
-        from fvbench.errors import UnknownNameError
-
-        raise UnknownNameError("VBench dimension", unknown[0], list(VBENCH_DIMENSIONS))
-    df = load_results(run_dir)
-    df = df[df.status == "done"].assign(final_path=lambda d: _final_paths(d))
+    dimensions = check_dimensions(_names(dims)) if dims else list(DIMENSIONS)
+    absent = missing_weights(dimensions)
+    if absent:  # before staging or starting anything
+        raise MissingWeightsError(f"VBench weights missing (VBench would try to download them): {'; '.join(absent)}")
+    df = _done_rows(run_dir)
     wanted = list(configs) or sorted(df.config.unique())
     stamp = time.strftime("%Y%m%d-%H%M%S")
     with RunLock(run_dir):
@@ -125,15 +180,19 @@ def _score_vbench(run_dir: Path, python: str, dims: str | None, configs: tuple[s
             base = Path(tempfile.mkdtemp(prefix=f"{config}-{stamp}-", dir=Path(run_dir) / "vbench"))
             by_name = {Path(p).name: h for p, h in zip(named.final_path, named.unit_hash)}
             stage_videos([(Path(p).name, Path(run_dir) / p) for p in named.final_path], base / "videos")
-            result = run_vbench(python, base / "videos", base / "results", config, dimensions, vbench_info_path(), device)
+            result = run_vbench(python, base / "videos", base / "results", config, dimensions, vbench_info_path(),
+                                device, timeout)
+            version = f"vbench{result.vbench_version or '?'}-{result.protocol}"
             store = open_store(run_dir)
             try:
                 for dim, videos in result.per_video.items():
                     for name, value in videos.items():
                         if name in by_name:
-                            store.put_metrics(by_name[name], {f"vbench:{dim}": (value, None, "vbench_standard")})
+                            store.put_metrics(by_name[name], {f"vbench:{dim}": (value, None, version)})
                 store.set_info(f"vbench:{config}", {"dimensions": result.per_dimension, "totals": result.totals,
-                                                    "videos": len(named), "protocol": "vbench_standard"})
+                                                    "videos": len(named), "protocol": result.protocol,
+                                                    "vbench": result.vbench_version,
+                                                    "scored_per_dimension": {d: len(v) for d, v in result.per_video.items()}})
             finally:
                 store.close()
             t = result.totals
@@ -141,33 +200,42 @@ def _score_vbench(run_dir: Path, python: str, dims: str | None, configs: tuple[s
                 f"{k} {v:.4f}" if v is not None else f"{k} n/a (not all its dimensions scored)" for k, v in t.items()))
 
 
-def _score_sets(run_dir: Path, metrics, reference: str | None) -> None:
-    """Set-level metrics (FVD): each configuration's videos against the reference configuration's."""
+def _score_sets(run_dir: Path, metric_list: list, reference: str) -> None:
+    """Set-level metrics (FVD, FID): each configuration's videos against the reference configuration's.
+
+    Videos are decoded and fed one at a time (the metrics keep running sums), and the reference set is fed once.
+    """
     from fvbench.runfiles import RunLock
-    from fvbench.store import load_results, open_store
+    from fvbench.store import open_store
     from fvbench.video import read_mp4
 
-    if not reference:
-        raise FvbenchError(f"{', '.join(m.name for m in metrics)} compare against --reference CONFIG")
-    df = load_results(run_dir)
-    df = df[df.status == "done"].assign(final_path=lambda d: _final_paths(d))
+    df = _done_rows(run_dir)
     if reference not in set(df.config):
         raise FvbenchError(f"no videos of configuration {reference!r}; known: {', '.join(sorted(set(df.config)))}")
-    load = lambda rows: [read_mp4(Path(run_dir) / p) for p in rows.final_path.dropna()]  # noqa: E731
-    refs = load(df[df.config == reference])
+
+    def videos(config: str):
+        for p in df[df.config == config].final_path.dropna():
+            yield read_mp4(Path(run_dir) / p)
+
     with RunLock(run_dir):
         store = open_store(run_dir)
         try:
-            for config in sorted(set(df.config) - {reference}):
-                videos = load(df[df.config == config])
-                for m in metrics:
+            for m in metric_list:
+                m.reset(keep_reference=False)
+                m.update(videos(reference), real=True)
+                for config in sorted(set(df.config) - {reference}):
+                    m.reset(keep_reference=True)
                     try:
-                        value, error = m.compute_set(videos, refs), None
+                        m.update(videos(config), real=False)
+                        value, error = m.compute(), None
                     except Exception as e:  # recorded, the others go on
-                        value, error = None, f"{type(e).__name__}: {e}"
+                        value, error = None, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"[:500]
+                    n = int(df[(df.config == config)].final_path.notna().sum())
+                    n_ref = int(df[(df.config == reference)].final_path.notna().sum())
                     store.set_info(f"set:{m.name}:{config}", {"value": value, "error": error, "reference": reference,
-                                                              "videos": len(videos), "version": m.version})
+                                                              "videos": n, "reference_videos": n_ref, **m.details()})
                     shown = f"{value:.4g}" if value is not None else f"failed ({error})"
-                    click.echo(f"{config}: {m.name} = {shown} against {reference} ({len(videos)} vs {len(refs)} videos)")
+                    click.echo(f"{config}: {m.name} = {shown} against {reference} ({n} vs {n_ref} videos, "
+                               f"v{m.version})")
         finally:
             store.close()

@@ -1,94 +1,111 @@
-"""CLIPScore (text alignment) from a local CLIP folder, never a hub.
+"""CLIPScore (text alignment) from a local CLIP folder, computed by torchmetrics, never fetched from a hub.
 
-torchmetrics 1.9.0's CLIPScore refuses local paths and breaks with transformers 5 (environment.md), so the score is
-computed here the way CLIPScore defines it: 100 * max(cos(image embedding, text embedding), 0), averaged over up to
-8 evenly spaced frames. Images are preprocessed in torch (resize shorter side bicubic, centre crop, CLIP
-normalisation), so torchvision is not needed. Folder: $FVBENCH_CLIP_DIR, a transformers ``save_pretrained`` CLIP
-(config.json, model.safetensors, tokenizer files; preprocessor_config.json optional).
+torchmetrics 1.9.0's CLIPScore refuses local paths (unless they contain "openai") and, with transformers 5, fails
+because ``get_image_features`` now returns an output object ('BaseModelOutputWithPooling' has no attribute
+'norm'). Its functional ``clip_score`` also accepts a callable returning ``(model, processor)``: fvbench passes one
+that loads ``CLIPModel`` and ``CLIPProcessor`` from $FVBENCH_CLIP_DIR with ``local_files_only=True`` and wraps the
+model so both feature methods return the projected embeddings. torchmetrics then computes its definition:
+``max(100 * mean_i cos(image_i, text), 0)``, here over up to 8 evenly spaced frames of the video.
+
+Prompts longer than CLIP's context (77 tokens for OpenAI CLIP) are truncated by the tokenizer, which keeps the
+end-of-text token the text embedding is read from (torchmetrics' own truncation would cut it off).
+The image processor is the folder's (preprocessor_config.json or processor_config.json) on the PIL backend, so
+torchvision is not needed; a folder without one gets OpenAI CLIP's preprocessing (bicubic shorter side, centre crop,
+CLIP mean/std) at the model's image size.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from fvbench.errors import FvbenchError
-from fvbench.metrics.base import Metric
+from fvbench.errors import MissingWeightsError
+from fvbench.metrics.base import Needs, VideoMetric, WeightPath, check_video, sample_indices
 
 ENV = "FVBENCH_CLIP_DIR"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_FOLDER = WeightPath(
+    key="folder", env=ENV, folder=True,
+    what="a local CLIP folder in transformers save_pretrained format (config.json, weights, tokenizer)",
+    files=(("config.json",), ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json"),
+           ("tokenizer.json", "vocab.json")))
+
+
+class ClipFeatures(torch.nn.Module):
+    """A CLIPModel whose ``get_image_features`` / ``get_text_features`` return tensors, as torchmetrics expects."""
+
+    def __init__(self, model: Any):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+
+    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.visual_projection(self.model.vision_model(pixel_values=pixel_values).pooler_output)
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.model.text_model(input_ids=input_ids, attention_mask=attention_mask)
+        return self.model.text_projection(out.pooler_output)
+
+
+class TruncatingProcessor:
+    """A CLIPProcessor that truncates text to the model's context, keeping the end-of-text token."""
+
+    def __init__(self, processor: Any, max_length: int):
+        self.processor, self.max_length = processor, max_length
+
+    def __call__(self, text: Any = None, images: Any = None, **kwargs: Any) -> Any:
+        if text is not None:
+            kwargs.update(truncation=True, max_length=self.max_length)
+        return self.processor(text=text, images=images, **kwargs)
 
 
 @lru_cache(maxsize=2)
-def load_clip(folder: str):
-    """(model, tokenizer, image size, mean, std) from a local folder."""
-    from transformers import AutoTokenizer, CLIPModel
+def load_clip(folder: str) -> tuple[ClipFeatures, TruncatingProcessor]:
+    """(model, processor) from a local folder, offline; cached so CLIP metrics share one backbone."""
+    from transformers import AutoTokenizer, CLIPModel, CLIPProcessor
 
-    model = CLIPModel.from_pretrained(folder, local_files_only=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    size, mean, std = model.config.vision_config.image_size, CLIP_MEAN, CLIP_STD
-    pre = Path(folder) / "preprocessor_config.json"
-    if pre.is_file():
-        cfg = json.loads(pre.read_text())
-        mean, std = tuple(cfg.get("image_mean", mean)), tuple(cfg.get("image_std", std))
-    return model, tokenizer, size, mean, std
+    root = Path(folder)
+    model = CLIPModel.from_pretrained(root, local_files_only=True).eval()
+    if (root / "preprocessor_config.json").is_file() or (root / "processor_config.json").is_file():
+        processor = CLIPProcessor.from_pretrained(root, local_files_only=True, backend="pil")
+    else:
+        from transformers.models.clip import CLIPImageProcessorPil
 
-
-def preprocess(frames: np.ndarray, size: int, mean, std) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> normalised (N, 3, size, size): bicubic resize of the shorter side, centre crop."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
-    h, w = x.shape[2:]
-    s = size / min(h, w)
-    x = F.interpolate(x, size=(max(size, round(h * s)), max(size, round(w * s))), mode="bicubic",
-                      align_corners=False, antialias=True).clamp(0, 1)
-    top, left = (x.shape[2] - size) // 2, (x.shape[3] - size) // 2
-    x = x[:, :, top:top + size, left:left + size]
-    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+        size = model.config.vision_config.image_size
+        processor = CLIPProcessor(
+            image_processor=CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
+            tokenizer=AutoTokenizer.from_pretrained(root, local_files_only=True))
+    return ClipFeatures(model).eval(), TruncatingProcessor(processor, model.config.text_config.max_position_embeddings)
 
 
-class CLIPScore(Metric):
-    """100 * max(cos(CLIP image, CLIP text), 0), mean over up to 8 frames."""
+class CLIPScore(VideoMetric):
+    """torchmetrics' CLIPScore of the prompt against up to 8 evenly spaced frames, from a local CLIP."""
 
     name = "clip_score"
     higher_is_better = True
-    version = "1-8frames"
-    requires = f"a local CLIP folder in ${ENV}"
-    description = "CLIPScore of the prompt against up to 8 evenly spaced frames (local CLIP weights)"
+    version = "2-tm-8frames"
+    frames = 8
+    needs = Needs(weights=(CLIP_FOLDER,))
+    description = "CLIPScore (torchmetrics) of the prompt against up to 8 evenly spaced frames (local CLIP weights)"
 
     def __init__(self, folder: str | None = None):
-        self.folder = folder or os.environ.get(ENV)
+        super().__init__(folder=folder)
 
-    def missing(self) -> list[str]:
-        if not self.folder:
-            return [f"set {ENV} to a local CLIP folder (transformers save_pretrained format)"]
-        root = Path(self.folder)
-        out = []
-        if not (root / "config.json").is_file():
-            out.append(f"missing {root / 'config.json'}")
-        if not any((root / f).is_file() for f in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")):
-            out.append(f"missing {root / 'model.safetensors'}")
-        if not any((root / f).is_file() for f in ("tokenizer.json", "vocab.json")):
-            out.append(f"missing {root / 'tokenizer.json'} (or vocab.json + merges.txt)")
-        return out
+    def prepare(self) -> None:
+        load_clip(str(self.path("folder")))
 
     @torch.no_grad()
     def score(self, video, *, prompt, reference=None):
-        if self.missing():
-            raise FvbenchError("; ".join(self.missing()))
-        model, tokenizer, size, mean, std = load_clip(str(self.folder))
-        idx = np.unique(np.linspace(0, len(video) - 1, min(8, len(video))).round().astype(int))
-        pixels = preprocess(video[idx], size, mean, std)
-        image = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
-        max_len = model.config.text_config.max_position_embeddings
-        tok = tokenizer([prompt], padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-        text = model.text_projection(model.text_model(input_ids=tok.input_ids,
-                                                      attention_mask=tok.attention_mask).pooler_output)
-        cos = F.cosine_similarity(image, text.expand_as(image), dim=-1)
-        return float((100 * cos.clamp_min(0)).mean())
+        from torchmetrics.functional.multimodal.clip_score import clip_score
+
+        missing = self.missing()
+        if missing:
+            raise MissingWeightsError("; ".join(missing))
+        v = check_video(video)
+        frames = torch.from_numpy(v[sample_indices(len(v), self.frames)]).permute(0, 3, 1, 2)
+        folder = str(self.path("folder"))
+        value = clip_score(list(frames), [prompt] * len(frames), model_name_or_path=lambda: load_clip(folder))
+        return float(value)
+

@@ -1,53 +1,45 @@
-"""FID on frames: Frechet distance between Inception features of a configuration's frames and a reference
-configuration's, with the feature network loaded from a local TorchScript file ($FVBENCH_INCEPTION), never a hub.
+"""FID on frames: Frechet distance between Inception features of a configuration's frames and a reference's.
 
-Convention (recorded in the version): up to 8 frames per video sampled uniformly, resized to 299x299 (bilinear,
-antialiased), float RGB in [0, 1], input (N, 3, 299, 299); the network's output (e.g. 2048-d pool features) is the
-embedding. torchmetrics' FID is not used because its default feature extractor needs torchvision weights.
+The Inception network is a local TorchScript file ($FVBENCH_INCEPTION), never downloaded. torchmetrics' built-in
+Inception is not used: it needs torch-fidelity, which needs torchvision, which does not import beside the CPU torch
+here. Convention (part of the version): 8 frames per video spread evenly over it, and
+
+* a network whose forward declares ``return_features`` (StyleGAN2-ADA's ``inception-2015-12-05.pt``, the usual
+  TorchScript FID Inception) gets the frames as uint8 (N, 3, H, W) at their own size with
+  ``return_features=True``: it resizes to 299x299 itself, as StyleGAN2-ADA's FID does;
+* any other network gets float RGB in [0, 1], (N, 3, 299, 299), resized bilinearly with antialiasing, aspect
+  ratio not kept; its flattened output (e.g. 2048 pool features) is the embedding.
 """
 
 from __future__ import annotations
 
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fvbench.metrics.base import LocalFileMetric
-from fvbench.metrics.fvd import frechet_distance, load_torchscript
+from fvbench.metrics.base import Needs, WeightPath, sample_indices
+from fvbench.metrics.frechet import FrechetMetric
 
 ENV = "FVBENCH_INCEPTION"
+INCEPTION_FILE = WeightPath(key="path", env=ENV, what="an Inception feature network as a local TorchScript file")
 
 
-class FID(LocalFileMetric):
-    """Frechet Inception Distance of a set's frames to the reference set's frames (lower is better)."""
+class FID(FrechetMetric):
+    """Frechet Inception Distance of a configuration's frames to the reference configuration's (lower is better)."""
 
     name = "fid"
-    higher_is_better = False
-    level = "set"
-    needs_reference = True
-    version = "1-8frames-299"
-    requires = f"an Inception TorchScript file in ${ENV}"
-    env = ENV
-    file_kind = "a local TorchScript Inception feature extractor"
-    description = "Frechet distance of Inception features of frames to the reference configuration's (local TorchScript)"
+    version = "2-8frames-299"
+    frames = 8
+    needs = Needs(weights=(INCEPTION_FILE,))
+    call_kwargs = {"return_features": True}
+    probe_shape = (1, 3, 299, 299)
+    description = "Frechet distance of Inception features of 8 frames per video to the reference configuration's"
 
-    @torch.no_grad()
-    def features(self, videos: list[np.ndarray]) -> torch.Tensor:
-        model = load_torchscript(str(self.path))
-        feats = []
-        for v in videos:
-            idx = np.unique(np.linspace(0, len(v) - 1, min(8, len(v))).round().astype(int))
-            x = torch.from_numpy(np.ascontiguousarray(v[idx])).permute(0, 3, 1, 2).float() / 255.0
-            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-            feats.append(model(x).flatten(1))
-        return torch.cat(feats)
-
-    def compute_set(self, videos: list[np.ndarray], references: list[np.ndarray]) -> float:
-        a, b = self.features(videos), self.features(references)
-        if len(a) < 2 or len(b) < 2:
-            raise ValueError("FID needs at least 2 frames in each set")
-        return frechet_distance(a, b)
-
-    def score(self, video, *, prompt, reference=None):
-        raise ValueError("fid is set-level: use fvbench score RUN --metrics fid --reference CONFIG")
+    def network_input(self, video: np.ndarray, called_with: dict[str, Any]) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(video[sample_indices(len(video), self.frames)])).permute(0, 3, 1, 2)
+        if "return_features" in called_with:
+            return x
+        x = x.float() / 255.0
+        return F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)

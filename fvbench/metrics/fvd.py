@@ -1,74 +1,75 @@
-"""FVD: Frechet distance between I3D features of a configuration's videos and a reference configuration's.
+"""FVD: Frechet distance between Kinetics-400 I3D embeddings of a configuration's videos and a reference's.
 
-The I3D network is a Kinetics-400 I3D exported to TorchScript and loaded from a local file ($FVBENCH_I3D); nothing
-is downloaded. Convention (recorded in the version): 16 frames sampled uniformly over the clip (the last frame
-repeated for shorter clips), shorter side resized to 224 (bilinear, antialiased) and centre-cropped to 224x224,
-values scaled to [-1, 1], input (N, 3, 16, 224, 224); the network's output (logits or features) is the embedding.
+The I3D is a local TorchScript file ($FVBENCH_I3D), e.g. StyleGAN-V's ``i3d_torchscript.pt`` port of the TF-Hub
+model; nothing is downloaded. Convention (part of the version), after the original TF implementation
+(Unterthiner et al.) and StyleGAN-V's FVD_16:
+
+* clip: the first 16 consecutive frames (``clip="uniform"``: 16 frames spread over the video); a video shorter
+  than 16 frames is padded by repeating its last frame;
+* resize: bilinear straight to 224x224, aspect ratio not kept, as TF's ``resize_bilinear`` (``resize="crop"``:
+  shorter side to 224 with antialiasing, then a centre crop);
+* values in [-1, 1], input (N, 3, 16, 224, 224); the embedding is the network's output (the 400 logits for the
+  TF-Hub I3D). A network whose forward declares ``rescale``/``resize``/``return_features`` (StyleGAN-V's) is
+  called with ``rescale=False, resize=False, return_features=True``, as StyleGAN-V does.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fvbench.metrics.base import LocalFileMetric
+from fvbench.metrics.base import Needs, WeightPath
+from fvbench.metrics.frechet import FrechetMetric, frechet_distance, load_network
+
+__all__ = ["FVD", "i3d_input", "frechet_distance", "load_network"]
 
 ENV = "FVBENCH_I3D"
+I3D_FILE = WeightPath(key="path", env=ENV, what="a Kinetics-400 I3D as a local TorchScript file")
 
 
-@lru_cache(maxsize=2)
-def load_torchscript(path: str) -> torch.jit.ScriptModule:
-    return torch.jit.load(path, map_location="cpu").eval()
-
-
-def i3d_input(video: np.ndarray, frames: int = 16, size: int = 224) -> torch.Tensor:
+def i3d_input(video: np.ndarray, frames: int = 16, size: int = 224, clip: Literal["first", "uniform"] = "first",
+              resize: Literal["stretch", "crop"] = "stretch") -> torch.Tensor:
     """uint8 (F, H, W, 3) -> float (3, frames, size, size) in [-1, 1] per the convention above."""
-    idx = np.linspace(0, len(video) - 1, frames).round().astype(int) if len(video) >= frames else \
-        np.concatenate([np.arange(len(video)), np.full(frames - len(video), len(video) - 1)])
+    n = len(video)
+    if n >= frames:
+        idx = np.arange(frames) if clip == "first" else np.linspace(0, n - 1, frames).round().astype(int)
+    else:
+        idx = np.concatenate([np.arange(n), np.full(frames - n, n - 1)])
     x = torch.from_numpy(np.ascontiguousarray(video[idx])).permute(0, 3, 1, 2).float() / 255.0
-    h, w = x.shape[2:]
-    s = size / min(h, w)
-    x = F.interpolate(x, size=(max(size, round(h * s)), max(size, round(w * s))), mode="bilinear",
-                      align_corners=False, antialias=True)
-    top, left = (x.shape[2] - size) // 2, (x.shape[3] - size) // 2
-    x = x[:, :, top:top + size, left:left + size]
-    return (x * 2 - 1).permute(1, 0, 2, 3)
+    if resize == "stretch":
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    else:
+        h, w = x.shape[2:]
+        s = size / min(h, w)
+        x = F.interpolate(x, size=(max(size, round(h * s)), max(size, round(w * s))), mode="bilinear",
+                          align_corners=False, antialias=True)
+        top, left = (x.shape[2] - size) // 2, (x.shape[3] - size) // 2
+        x = x[:, :, top:top + size, left:left + size]
+    return (x.clamp(0, 1) * 2 - 1).permute(1, 0, 2, 3)
 
 
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two feature sets (N, D), in float64."""
-    a, b = a.double(), b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    sa, sb = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
-    eig = torch.linalg.eigvals(sa @ sb).real.clamp_min(0)
-    return float(((mu_a - mu_b) ** 2).sum() + torch.trace(sa) + torch.trace(sb) - 2 * eig.sqrt().sum())
-
-
-class FVD(LocalFileMetric):
-    """Frechet Video Distance of a set of videos to a reference set (lower is better)."""
+class FVD(FrechetMetric):
+    """Frechet Video Distance of a configuration's videos to a reference configuration's (lower is better)."""
 
     name = "fvd"
-    higher_is_better = False
-    level = "set"
-    needs_reference = True
-    version = "1-16f-224-centercrop"
-    requires = f"a Kinetics-400 I3D TorchScript file in ${ENV}"
-    env = ENV
-    file_kind = "a local TorchScript I3D (Kinetics-400) file"
-    description = "Frechet distance of I3D features to the reference configuration's videos (local TorchScript I3D)"
+    needs = Needs(weights=(I3D_FILE,))
+    call_kwargs = {"rescale": False, "resize": False, "return_features": True}
+    probe_shape = (1, 3, 16, 224, 224)
+    description = "Frechet distance of Kinetics-400 I3D embeddings to the reference configuration's (local TorchScript)"
 
-    @torch.no_grad()
-    def features(self, videos: list[np.ndarray]) -> torch.Tensor:
-        model = load_torchscript(str(self.path))
-        return torch.cat([model(i3d_input(v)[None]).flatten(1) for v in videos])
+    def __init__(self, path: str | None = None, clip: Literal["first", "uniform"] = "first",
+                 resize: Literal["stretch", "crop"] = "stretch"):
+        if clip not in ("first", "uniform") or resize not in ("stretch", "crop"):
+            raise ValueError(f"clip must be first|uniform and resize stretch|crop, got {clip!r}, {resize!r}")
+        super().__init__(path=path)
+        self.clip, self.resize = clip, resize
 
-    def compute_set(self, videos: list[np.ndarray], references: list[np.ndarray]) -> float:
-        if len(videos) < 2 or len(references) < 2:
-            raise ValueError("FVD needs at least 2 videos in each set")
-        return frechet_distance(self.features(videos), self.features(references))
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        return f"2-16{self.clip}-padlast-224{self.resize}"
 
-    def score(self, video, *, prompt, reference=None):
-        raise ValueError("fvd is set-level: use fvbench score RUN --metrics fvd --reference CONFIG")
+    def network_input(self, video: np.ndarray, called_with: dict[str, Any]) -> torch.Tensor:
+        return i3d_input(video, clip=self.clip, resize=self.resize)[None]

@@ -1,14 +1,24 @@
-"""Metric registry: names -> lazy ``module:Class`` targets, so listing metrics imports nothing heavy."""
+"""Metric registry: names -> lazy ``module:Class`` targets, so listing metrics imports nothing heavy.
+
+The runner's API:
+
+* ``resolve(names)`` before any generation: the metric objects, or MissingWeightsError naming every absent file,
+  package or interpreter (UnknownNameError for a name that does not exist);
+* ``score_video(metrics, video, prompt, reference)`` per video: ``{name: MetricResult(value, error, version)}``;
+  a metric that raises records its error there and the others still run;
+* ``make_metric_fn(names)``: the per-video hook ``fn(video, unit)`` the workers call (per-video metrics that need
+  no reference only; set-level and reference metrics are added after a run with ``fvbench score``).
+"""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from fvbench.errors import MissingWeightsError, UnknownNameError
-from fvbench.metrics.base import Metric
+from fvbench.errors import FvbenchError, MissingWeightsError, UnknownNameError
+from fvbench.metrics.base import Metric, VideoMetric
 
 METRICS: dict[str, str] = {
     "temporal_flickering": "fvbench.metrics.offline:TemporalFlickering",
@@ -20,60 +30,94 @@ METRICS: dict[str, str] = {
     "clip_score": "fvbench.metrics.clip:CLIPScore",
     "fvd": "fvbench.metrics.fvd:FVD",
     "fid": "fvbench.metrics.fid:FID",
+    "musiq": "fvbench.metrics.iqa:MUSIQ",
+    "clip_iqa": "fvbench.metrics.iqa:CLIPIQA",
+    "niqe": "fvbench.metrics.iqa:NIQE",
+    "maniqa": "fvbench.metrics.iqa:MANIQA",
     **{f"sw_{k}": f"fvbench.shapesworld.metrics:{c}" for k, c in [  # ShapesWorld's exact metrics
         ("colour", "ColourAccuracy"), ("shape", "ShapeAccuracy"), ("direction", "DirectionAccuracy"),
         ("all_three", "AllThreeAccuracy"), ("detail_ratio", "DetailRatio"), ("temporal_rms_px", "TemporalRMS"),
         ("fidelity_psnr", "FidelityPSNR"), ("consistency_psnr", "ConsistencyPSNR")]},
 }
-DEFAULT_METRICS = ("temporal_flickering", "detail_laplacian_var", "detail_hf_ratio", "motion_px")
+# The offline per-video metrics every run stores unless --metrics says otherwise.
+DEFAULT_METRICS: tuple[str, ...] = ("temporal_flickering", "detail_laplacian_var", "detail_hf_ratio", "motion_px")
+
+
+class MetricResult(NamedTuple):
+    """One metric on one video: a finite value, or None and the error; the metric's version either way."""
+
+    value: float | None
+    error: str | None
+    version: str
 
 
 def list_metrics() -> list[str]:
+    """Every registered metric name, available here or not."""
     return list(METRICS)
 
 
-def get_metric(name: str) -> Metric:
-    """An instance of the metric called ``name``."""
+def get_metric(name: str, **options: Any) -> Metric:
+    """An instance of the metric called ``name`` (``options`` go to its constructor, e.g. ``path=``)."""
     if name not in METRICS:
         raise UnknownNameError("metric", name, list(METRICS))
     module, cls = METRICS[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    return getattr(importlib.import_module(module), cls)(**options)
 
 
-def resolve(names: tuple[str, ...] | list[str]) -> list[Metric]:
-    """Metrics by name, failing fast (before any generation) when one lacks a file or package here."""
-    metrics = [get_metric(n) for n in names]
+def resolve(names: Sequence[str]) -> list[Metric]:
+    """Metrics by name, failing fast (before any generation) when one lacks a file, package or interpreter here.
+
+    Every metric's absent items are reported together; then each metric loads what it needs (``prepare``), so a
+    corrupt weight file also fails here rather than on the first video.
+    """
+    seen: set[str] = set()
+    metrics = []
+    for n in names:
+        if n not in seen:
+            seen.add(n)
+            metrics.append(get_metric(n))
+    problems = [f"metric {m.name!r} cannot run here: {'; '.join(miss)}" for m in metrics if (miss := m.missing())]
+    if problems:
+        raise MissingWeightsError(" | ".join(problems))
     for m in metrics:
-        missing = m.missing()
-        if missing:
-            raise MissingWeightsError(f"metric {m.name!r} cannot run here: {'; '.join(missing)}")
+        m.prepare()
     return metrics
 
 
-def score_video(metrics: list[Metric], video: np.ndarray, prompt: str,
-                reference: np.ndarray | None = None) -> dict[str, tuple[float | None, str | None, str]]:
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"[:500]
+
+
+def score_video(metrics: Sequence[Metric], video: np.ndarray, prompt: str,
+                reference: np.ndarray | None = None) -> dict[str, MetricResult]:
     """Every metric on one video; a metric that fails records its error and the others still run."""
-    out: dict[str, tuple[float | None, str | None, str]] = {}
+    out: dict[str, MetricResult] = {}
     for m in metrics:
         try:
-            value = m.score(video, prompt=prompt, reference=reference)
-            out[m.name] = (value, None, m.version) if np.isfinite(value) else (None, f"non-finite value {value}", m.version)
+            if not isinstance(m, VideoMetric):
+                raise ValueError(f"{m.name} is {m.level}-level: it has no per-video value")
+            value = float(m.score(video, prompt=prompt, reference=reference))
+            out[m.name] = (MetricResult(value, None, m.version) if np.isfinite(value)
+                           else MetricResult(None, f"non-finite value {value}", m.version))
         except Exception as e:  # recorded on the row; the run goes on
-            out[m.name] = (None, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"[:500], m.version)
+            out[m.name] = MetricResult(None, _first_line(e), m.version)
     return out
 
 
-def make_metric_fn(names: tuple[str, ...] | list[str]) -> Callable[[Any, Any], dict]:
-    """A per-video hook for the runner: metrics that need a reference are refused here (use fvbench score)."""
+def make_metric_fn(names: Sequence[str]) -> Callable[[Any, Any], dict[str, MetricResult]]:
+    """The per-video hook the runner calls as each video finishes: ``fn(video, unit) -> {name: MetricResult}``.
+
+    Fails fast on missing weights; refuses metrics that compare against a reference (they run after the run,
+    with ``fvbench score RUN_DIR --metrics ... --reference CONFIG``).
+    """
     metrics = resolve(names)
     refs = [m.name for m in metrics if m.needs_reference or m.level == "set"]
     if refs:
-        from fvbench.errors import FvbenchError
-
         raise FvbenchError(f"{', '.join(refs)} compare against a reference configuration: add them after the run "
                            f"with `fvbench score RUN_DIR --metrics ... --reference CONFIG`")
 
-    def fn(video, unit) -> dict:
-        return score_video(metrics, video.numpy(), unit.prompt.text)
+    def fn(video: Any, unit: Any) -> dict[str, MetricResult]:
+        frames = video.numpy() if hasattr(video, "numpy") else np.asarray(video)
+        return score_video(metrics, frames, unit.prompt.text)
 
     return fn
