@@ -5,6 +5,7 @@ dit_res_adapter.py, sat/model/finetune/lora2.py, vae_modules/cp_enc_dec.py), not
 """
 
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -361,5 +362,8 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
     (out / "vae" / "marker").write_text("old")
     convert_flashvideo(None, None, tmp_path / "3d-vae.pt", out, configs=TINY_CFG, overwrite=True)
     assert not (out / "vae" / "marker").exists() and (out / "vae" / "config.json").is_file()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (out / "vae").stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0700
     with pytest.raises(FvbenchError, match="nothing to convert"):
         convert_flashvideo(None, None, None, out)

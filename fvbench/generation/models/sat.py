@@ -69,6 +69,7 @@ resolution); diffusers' own CogVideoX conversion has the same.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 import re
 import shutil
@@ -479,6 +480,7 @@ def convert_flashvideo(stage1: str | Path | None, stage2: str | Path | None, vae
         target = out / role
         tmp = Path(tempfile.mkdtemp(prefix=f".{role}.", suffix=".partial", dir=out))
         try:
+            tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; the final folder gets the usual mode
             module.save_pretrained(tmp, safe_serialization=True)
             if target.exists():
                 shutil.rmtree(target)
@@ -494,6 +496,12 @@ def convert_flashvideo(stage1: str | Path | None, stage2: str | Path | None, vae
         if log:
             log(describe(part))
     return done
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def describe(part: ConvertedPart) -> str:
