@@ -108,6 +108,7 @@ def test_a_failing_video_is_recorded_and_the_worker_goes_on(pyiqa_env, monkeypat
     musiq.timeout = 2.0  # a worker that hangs is stopped after the timeout
     out = score_video([musiq], _video(w=10), "p")
     assert out["musiq"].value is None and "no answer within 2 s" in out["musiq"].error
+    musiq.timeout = 600.0  # the restarted worker's start-up is bounded by the same timeout: do not race it on a busy CPU
     assert np.isfinite(musiq.score(_video(), prompt=""))
 
 

@@ -5,7 +5,7 @@ import stat
 import pytest
 
 from fvbench.cli import main
-from fvbench.metrics.vbench import QUALITY, SEMANTIC, normalized, total_scores
+from fvbench.metrics.vbench import DIMENSION_FILES, QUALITY, SEMANTIC, normalized, total_scores
 
 STAND_IN = """#!{python}
 import json, os, sys
@@ -49,6 +49,16 @@ def test_score_with_a_stand_in_vbench_interpreter(tmp_path, monkeypatch, capsys)
     out = tmp_path / "run"
     assert main(["run", "--suite", str(prompts), "--presets", "tiny-dit", "--stage1-nfe", "1", "--out", str(out)]) == 0
     capsys.readouterr()
+    monkeypatch.setenv("VBENCH_CACHE_DIR", str(tmp_path / "vbench-cache"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert main(["score", str(out), "--vbench-python", str(stand_in), "--vbench-dimensions", "color,scene"]) == 2
+    err = capsys.readouterr().err
+    assert "VBench weights missing" in err and "tag2text_swin_14m.pth (for scene)" in err  # checked before starting
+    for f in DIMENSION_FILES["color"] + DIMENSION_FILES["scene"]:
+        (tmp_path / "vbench-cache" / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "vbench-cache" / f).write_bytes(b"stand-in weights")
+    (tmp_path / "hf" / "hub" / "models--bert-base-uncased").mkdir(parents=True)
     assert main(["score", str(out), "--vbench-python", str(stand_in), "--vbench-dimensions", "color,scene"]) == 0
     text = capsys.readouterr().out
     assert "1 video(s) whose prompt VBench's naming cannot represent" in text
