@@ -15,11 +15,17 @@ def shapesworld() -> None:
 @shapesworld.command("models")
 def models() -> None:
     """List the trainable models, their recipe and where their shipped weights are."""
+    import json
+
     from fvbench.shapesworld.train import SPECS, shipped_weights
 
     for spec in SPECS.values():
         folder = shipped_weights(spec.name)
-        state = "shipped" if (folder / "config.json").is_file() else "not shipped"
+        state = "not shipped"
+        if (folder / "config.json").is_file():
+            record = json.loads((folder / "training.json").read_text())
+            state = (f"shipped, trained {record['steps_done']}/{record['spec']['steps']} steps "
+                     f"in {record['train_seconds']:.0f} s on {record['threads']} thread(s)")
         click.echo(f"{spec.name:10s} {spec.kind:7s} steps {spec.steps:5d} batch {spec.batch_size:3d} "
                    f"{spec.resolution}x{spec.resolution}  {state}: {folder}")
 

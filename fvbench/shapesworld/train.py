@@ -75,9 +75,9 @@ STAGE2 = {"channels": [32, 64, 128], "emb_dim": 128, "patch": 4, "stem_channels"
 
 SPECS: dict[str, TrainSpec] = {s.name: s for s in [
     TrainSpec("stage1-s", "stage1", SMALL, steps=1000),
-    TrainSpec("stage1-m", "stage1", MEDIUM, steps=1000),
+    TrainSpec("stage1-m", "stage1", MEDIUM, steps=600),
     TrainSpec("stage2-s", "stage2", STAGE2, steps=1500, batch_size=8, label_dropout=0.0),
-    TrainSpec("single-s", "single", SMALL, steps=400, batch_size=8),
+    TrainSpec("single-s", "single", SMALL, steps=300, batch_size=8),
 ]}
 
 
