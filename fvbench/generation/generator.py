@@ -21,6 +21,7 @@ from fvbench.compute.timing import ComponentTimer, PeakMemory
 from fvbench.errors import FvbenchError
 from fvbench.generation.denoiser import Denoiser, TextConditioning
 from fvbench.generation.models.registry import build_component, component_type, load_component
+from fvbench.generation.onednn import use_onednn_conv3d
 from fvbench.generation.presets import Preset, StageConfig
 from fvbench.generation.samplers.cogvideox import sample_cogvideox
 from fvbench.generation.samplers.flow import degrade, sample_flow
@@ -59,6 +60,7 @@ def load_components(preset: Preset, weights_dir: str | Path | None = None, devic
             mods[role] = load_component(spec.type, root / (spec.path or role), dtype, preset.name, role)
         if isinstance(mods[role], torch.nn.Module):
             mods[role] = mods[role].to(device)
+            use_onednn_conv3d(mods[role])  # CPU only; batch-1 Conv3d would otherwise run PyTorch's slow_conv3d
     if preset.vae_tiling:
         mods["vae"].enable_tiling()
     transformers = {s.transformer: mods[s.transformer] for s in preset.stages}
