@@ -141,8 +141,13 @@ def load_baseline(path: Path) -> dict[str, Any]:
 
 
 def write_baseline(df, path: Path, note: str = "") -> None:
-    """Write the run's summary as a baseline (atomically)."""
+    """Write the run's summary as a baseline (atomically); tolerances already in ``path`` are kept (they are set by hand)."""
     data = summarize(df)
+    if Path(path).is_file():
+        try:
+            data["tolerances"] = {**data["tolerances"], **(load_baseline(Path(path)).get("tolerances") or {})}
+        except FvbenchError:
+            pass  # not a baseline: replaced whole
     if note:
         data = {"note": note, **data}
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")

@@ -85,6 +85,9 @@ def test_check_passes_unchanged_and_fails_on_each_injected_regression(run_dir, t
     assert 'failures="0"' in (tmp_path / "j.xml").read_text()
     base = yaml.safe_load(baseline.read_text())
     config = "tiny-flashvideo_s1-2_s2-1"
+    baseline.write_text(yaml.safe_dump({**base, "tolerances": {**base["tolerances"], "speed_ratio_rel": 1.0}}))
+    assert main(["check", str(run_dir), "--baseline", str(baseline), "--update"]) == 0
+    assert yaml.safe_load(baseline.read_text())["tolerances"]["speed_ratio_rel"] == 1.0  # hand-set, kept
 
     def mutated(change):
         data = copy.deepcopy(base)
