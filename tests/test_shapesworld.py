@@ -281,3 +281,20 @@ def test_stage1_is_plain_rectified_flow_euler_from_noise(sw_cascade):
             x = x + (v_u + 2.0 * (v_c - v_u)) / n
     assert torch.allclose(out.latents, x, atol=1e-5)
     assert torch.equal(out.video, to_uint8(x.permute(0, 2, 1, 3, 4)))
+
+
+def test_flops_of_a_shapesworld_generation_are_what_was_executed():
+    """Counted on real tensors under FlopCounterMode = the meta-device accounting (the identity VAE costs nothing)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fvbench.compute.flops import preset_flops
+    from fvbench.generation.generator import Generator
+    from fvbench.generation.presets import get_preset
+
+    p = get_preset("sw-flashvideo-s").with_overrides({"stage1": {"nfe": 2}, "stage2": {"nfe": 1}})
+    gen = Generator.from_preset(p)
+    with FlopCounterMode(display=False) as counter:
+        gen.generate("a red square moving left", 0)
+    flops = preset_flops(p)
+    assert flops["stages"]["stage1"]["vae_decode"] == flops["stages"]["stage2"]["vae_encode"] == 0
+    assert counter.get_total_flops() == flops["total"] > 0

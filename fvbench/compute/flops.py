@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from fvbench.errors import FvbenchError
 from fvbench.generation.models.registry import COMPONENT_TYPES
 from fvbench.generation.presets import Preset, StageConfig
 
@@ -151,6 +152,10 @@ def transformer_forward_flops(preset: Preset, stage: StageConfig, batch: int = 1
 def vae_flops(preset: Preset, op: str, height: int, width: int) -> ForwardFlops:
     """FLOPs of one VAE ``encode`` (pixels HxW) or ``decode`` (to pixels HxW) of a whole video of the preset."""
     spec = preset.components["vae"]
+    if spec.type == "identity-vae":  # pixel space (ShapesWorld): encode and decode are a rescale, no FLOPs
+        return ForwardFlops("vae", 0, None, 1, 0, 0)
+    if spec.type != "cogvideox-vae":
+        raise FvbenchError(f"preset {preset.name!r}: no FLOP rule for VAE type {spec.type!r}")
     flops, params = _vae_flops(_key(spec.config), op, preset.frames, height, width, preset.vae_tiling)
     return ForwardFlops("vae", params, None, 1, flops, 0)
 
