@@ -9,10 +9,9 @@ Sections (--sections):
   stage2   stage II from the TRUE 16x16 input at NFE 1, 2, 4, 8 vs bilinear upsampling: fidelity PSNR, consistency
            PSNR (4x pool vs input), detail ratio (1.0 = real world), temporal RMS
   compare  the cascade (stage I 30 + stage II 4) vs the single-stage baseline at 50 NFE on the same units:
-           all-three accuracy, detail ratio, FLOPs per video (transformer forwards x NFE x CFG rows; the identity
-           VAE and the label encoder cost 0 FLOPs)
+           all-three accuracy, detail ratio, FLOPs per video (fvbench.compute.flops.preset_flops)
   vanilla  the vanilla cascade (stage II from pure noise, step 999) at several NFE: detail and accuracy
-Costs: FLOPs counted once per configuration on the meta device (fvbench.compute.flops, multiply-add = 2).
+Costs: FLOPs counted once per configuration on the meta device (multiply-add = 2), as `fvbench run` stores them.
 
 Usage: python benchmarks/shapesworld_eval.py [--threads 2] [--compare-videos 18] [--json out.json]
 """
@@ -26,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from fvbench.compute.flops import cfg_batch, transformer_forward_flops
+from fvbench.compute.flops import preset_flops
 from fvbench.generation.generator import Generator
 from fvbench.generation.presets import Preset, all_presets, get_preset
 from fvbench.shapesworld.evaluate import (attribute_rates, bilinear, stage2_from_truth, suite_units, upscale_quality)
@@ -35,8 +34,8 @@ from fvbench.shapesworld.world import render_pair
 
 
 def video_flops(preset: Preset) -> float:
-    """FLOPs of one video: sum over stages of NFE x one transformer forward at the CFG batch (VAE/labels: 0)."""
-    return float(sum(s.nfe * transformer_forward_flops(preset, s, cfg_batch(s)).flops for s in preset.stages))
+    """FLOPs of one video, as `fvbench run` stores them (the identity VAE and the label encoder count 0)."""
+    return float(preset_flops(preset)["total"])
 
 
 def with_nfe(preset: Preset, **nfe: int) -> Preset:
@@ -74,7 +73,6 @@ def main() -> None:
     print(f"ShapesWorld evaluation on cpu, {args.threads} threads; {len(units)} held-out videos per point "
           f"(suite shapesworld: {len({u.attrs for u in units})} combinations never seen in training)\n")
 
-    stage1_cache: dict[str, list] = {}
     if "stage1" in sections:
         print("## Stage I alone (16x16, 30 NFE, CFG 2), held-out combinations")
         print("| preset | stage-I params | colour | shape | direction | all three | temporal RMS px | seconds/video |")
@@ -88,7 +86,6 @@ def main() -> None:
                 text, _ = gen.encode_text(u.attrs.prompt)
                 outs.append(gen.run_stage(0, text, u.seed))
             sec = (time.perf_counter() - t0) / len(units)
-            stage1_cache[name] = outs
             videos = [o.video.numpy() for o in outs]
             rates = attribute_rates(videos, units)
             rms = float(np.nanmean([temporal_rms_px(v) for v in videos]))

@@ -152,7 +152,7 @@ def transformer_forward_flops(preset: Preset, stage: StageConfig, batch: int = 1
 def vae_flops(preset: Preset, op: str, height: int, width: int) -> ForwardFlops:
     """FLOPs of one VAE ``encode`` (pixels HxW) or ``decode`` (to pixels HxW) of a whole video of the preset."""
     spec = preset.components["vae"]
-    if spec.type == "identity-vae":  # pixel space (ShapesWorld): encode and decode are a rescale, no FLOPs
+    if COMPONENT_TYPES[spec.type].weightless:  # no parameters (the pixel-space identity VAE): a rescale, no FLOPs
         return ForwardFlops("vae", 0, None, 1, 0, 0)
     if spec.type != "cogvideox-vae":
         raise FvbenchError(f"preset {preset.name!r}: no FLOP rule for VAE type {spec.type!r}")
