@@ -22,7 +22,9 @@ from fvbench.suites import Prompt, Suite
 
 DEFAULT_STAGE1_NFE = (10, 20, 30, 50)
 DEFAULT_STAGE2_NFE = (1, 2, 4, 8)
-DEFAULT_FAMILIES = ("cpu-flashvideo-{size}", "cpu-dit-{size}")
+# What `fvbench run` sweeps without --presets: the trained ShapesWorld cascade and single-stage baseline of each
+# --sizes size (a family without that size is left out); the random-weight CPU-scale families by --presets.
+DEFAULT_FAMILIES = ("sw-flashvideo-{size}", "sw-dit-{size}")
 
 
 def canonical_hash(obj: Any) -> str:
@@ -34,7 +36,7 @@ def canonical_hash(obj: Any) -> str:
 def preset_identity(preset: Preset) -> dict[str, Any]:
     """Everything in a preset that can change its output (not its name, description or file location)."""
     d = dataclasses.asdict(preset)
-    for k in ("name", "description", "source", "family", "size"):
+    for k in ("name", "description", "source", "family", "size", "prompt_scope"):
         d.pop(k)
     return d
 
@@ -113,11 +115,27 @@ def _check_nfe(values: Sequence[int], flag: str) -> None:
             raise FvbenchError(f"{flag}: NFE must be positive, got {v}")
 
 
+def default_preset_names(sizes: Sequence[str]) -> tuple[str, ...]:
+    """The presets of the default families at these sizes; a size no family has is an error naming the known ones."""
+    from fvbench.generation.presets import all_presets
+
+    known = all_presets()
+    names = []
+    for size in sizes:
+        found = [f.format(size=size) for f in DEFAULT_FAMILIES if f.format(size=size) in known]
+        if not found:
+            have = sorted({p.size for n, p in known.items() if any(n == f.format(size=p.size) for f in DEFAULT_FAMILIES)})
+            raise FvbenchError(f"--sizes: no default preset ({', '.join(DEFAULT_FAMILIES)}) has size {size!r}; "
+                               f"known sizes: {', '.join(have)} (other presets by --presets; see `fvbench presets`)")
+        names.extend(found)
+    return tuple(names)
+
+
 def config_points(opts: SweepOptions) -> list[ConfigPoint]:
     """Expand presets x NFE grid into configuration points (cascades: stage I x stage II; single-stage: stage I)."""
     _check_nfe(opts.stage1_nfe, "--stage1-nfe")
     _check_nfe(opts.stage2_nfe, "--stage2-nfe")
-    names = list(opts.presets) or [f.format(size=s) for s in opts.sizes for f in DEFAULT_FAMILIES]
+    names = list(opts.presets) or list(default_preset_names(opts.sizes))
     points: list[ConfigPoint] = []
     for name in dict.fromkeys(names):
         preset = get_preset(name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ class Suite:
     source: str
     samples_per_prompt: int = 1
     description: str = ""
+    metrics: tuple[str, ...] = ()  # metrics `fvbench run` adds to its defaults for this suite
 
     def limited(self, limit: int | None) -> "Suite":
         """The first ``limit`` prompts in suite order (the whole suite when None)."""
@@ -51,8 +53,7 @@ class Suite:
             return self
         if limit <= 0:
             raise FvbenchError(f"--limit must be positive, got {limit}")
-        return Suite(self.name, self.prompts[:limit], self.sha256, self.source, self.samples_per_prompt,
-                     self.description)
+        return dataclasses.replace(self, prompts=self.prompts[:limit])
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class SuiteFile:
     source: str = "inline"
     file: str | None = None
     samples_per_prompt: int = 1
+    metrics: tuple[str, ...] = ()
     prompts: tuple[Any, ...] = ()
 
 
@@ -167,7 +169,7 @@ def load_prompt_file(path: Path) -> Suite:
             data = {"name": path.stem, **data}
         sf = from_dict(SuiteFile, data, str(path))
         return Suite(sf.name, _prompts_from_yaml(sf.prompts, f"{path}: prompts"), _sha256(raw), str(path),
-                     sf.samples_per_prompt, sf.description)
+                     sf.samples_per_prompt, sf.description, tuple(sf.metrics))
     raise FvbenchError(f"prompt file {path}: expected .txt, .yaml or .json")
 
 
@@ -198,7 +200,7 @@ def load_suite(name: str) -> Suite:
             raise FvbenchError(f"suite {base!r} has no dimensions; use --suite {base}")
         raw = path.read_bytes()
         return Suite(meta.name, _prompts_from_yaml(meta.prompts, f"{path}: prompts"), _sha256(raw), str(path),
-                     meta.samples_per_prompt, meta.description)
+                     meta.samples_per_prompt, meta.description, tuple(meta.metrics))
     path = Path(name)
     if path.suffix in (".txt", ".yaml", ".yml", ".json") or path.exists():
         return load_prompt_file(path)

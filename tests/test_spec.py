@@ -3,6 +3,7 @@
 import pytest
 
 from fvbench.errors import FvbenchError
+from fvbench.generation.presets import get_preset
 from fvbench.spec import SweepOptions, config_points, expand_units, group_units
 from fvbench.suites import Prompt, Suite
 
@@ -18,8 +19,12 @@ def test_default_nfe_sweep_grid():
 
 
 def test_default_families_by_size():
+    """Without --presets the trained ShapesWorld families run; a family that lacks a size is left out of it."""
     points = config_points(SweepOptions(sizes=("s", "m")))
-    assert [p.base for p in points] == ["cpu-flashvideo-s", "cpu-dit-s", "cpu-flashvideo-m", "cpu-dit-m"]
+    assert [p.base for p in points] == ["sw-flashvideo-s", "sw-dit-s", "sw-flashvideo-m"]
+    assert all(get_preset(p.base).cpu_scale and not get_preset(p.base).builtin for p in points)
+    with pytest.raises(FvbenchError, match="known sizes: m, s"):
+        config_points(SweepOptions(sizes=("xl",)))
 
 
 def test_unit_identity_ignores_order_and_depends_on_content():

@@ -48,13 +48,16 @@ def _gemm_gflops() -> float:
 @click.option("--stage1-nfe", help="Comma list of stage-I NFEs (overrides the sweep's).")
 @click.option("--stage2-nfe", help="Comma list of stage-II NFEs (cascades).")
 @click.option("--sizes", default="s", show_default=True,
-              help="Sizes of the default families cpu-flashvideo-<size> + cpu-dit-<size> (s, m, l).")
+              help="Sizes of the default families: the trained ShapesWorld sw-flashvideo-<size> + sw-dit-<size> "
+                   "(s, m; a family without the size is left out). Random-weight CPU-scale presets "
+                   "(cpu-flashvideo-<s|m|l>, cpu-dit-<s|m|l>) and real ones by --presets.")
 @click.option("--presets", help="Comma list of presets to run instead of the default families.")
 @click.option("--limit", default="auto", show_default=True,
-              help="First N prompts of the suite (in suite order), or 'all'. auto: 2 for CPU-scale presets on a "
-                   "registered suite, else all.")
+              help="First N prompts of the suite (in suite order), or 'all'. auto: 2 for the presets fvbench ships "
+                   "(ShapesWorld, CPU-scale) on a registered suite, else all.")
 @click.option("--samples", type=int,
-              help="Videos per prompt (default: the suite's, VBench 5; 1 for CPU-scale presets on a registered suite).")
+              help="Videos per prompt (default: the suite's, VBench 5; 1 for the presets fvbench ships on a registered "
+                   "suite).")
 @click.option("--max-flops", type=float, help="Keep only configurations with at most this many FLOPs per video.")
 @click.option("--seed", "base_seed", default=0, show_default=True, type=int, help="Base seed.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -86,10 +89,10 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
 
     opts = SweepOptions(presets=_names(presets), sizes=_names(sizes), stage1_nfe=_ints(stage1_nfe, "--stage1-nfe"),
                         stage2_nfe=_ints(stage2_nfe, "--stage2-nfe"), nfe_sweep=nfe_sweep)
-    from fvbench.spec import DEFAULT_FAMILIES
+    from fvbench.spec import default_preset_names
 
-    names = opts.presets or tuple(f.format(size=s) for s in opts.sizes for f in DEFAULT_FAMILIES)
-    cpu_scale = all(get_preset(n).builtin for n in names)
+    names = opts.presets or default_preset_names(opts.sizes)
+    cpu_scale = all(get_preset(n).cpu_scale for n in names)
     user_file = Path(suite_name).suffix in (".txt", ".yaml", ".yml", ".json")
     if limit == "auto":
         n_limit = CPU_DEFAULT_LIMIT if cpu_scale and not user_file else None
@@ -104,20 +107,21 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
             raise FvbenchError(f"--limit must be positive, got {n_limit}")
     if samples is None and cpu_scale and not user_file:
         samples = CPU_DEFAULT_SAMPLES
+    plan = make_plan(suite_name, opts, n_limit, samples, base_seed, max_flops)
     from fvbench.metrics.registry import DEFAULT_METRICS
 
     metric_fn = None
-    metric_list = DEFAULT_METRICS if metric_names is None else _names(metric_names.replace("none", ""))
+    metric_list = (tuple(dict.fromkeys(plan.suite.metrics + DEFAULT_METRICS)) if metric_names is None
+                   else _names(metric_names.replace("none", "")))
     if metric_list:
         from fvbench.metrics.registry import make_metric_fn
 
-        metric_fn = make_metric_fn(metric_list)  # fails fast on a missing weight or package
-    plan = make_plan(suite_name, opts, n_limit, samples, base_seed, max_flops)
+        metric_fn = make_metric_fn(metric_list)  # fails fast, before any generation, on a missing weight or package
     sweep_args = " ".join(a for a in (
         "--nfe-sweep" if nfe_sweep else "", f"--stage1-nfe {stage1_nfe}" if stage1_nfe else "",
         f"--stage2-nfe {stage2_nfe}" if stage2_nfe else "", f"--presets {presets}" if presets else f"--sizes {sizes}",
     ) if a)
-    _print_plan(plan, n_limit, f"--suite {suite_name} {sweep_args}", cpu_scale, save_videos)
+    _print_plan(plan, n_limit, f"--suite {suite_name} {sweep_args}", save_videos, metric_list)
     if dry_run:
         _print_estimate(plan)
         return
@@ -132,10 +136,12 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
             raise FvbenchError("--workers and --threads-per-worker must be positive")
         ray_opts = {"workers": workers, "threads_per_worker": threads_per_worker, "address": address,
                     "metric_names": tuple(metric_list)}
-    _run(plan, run_dir, runs, device, weights, save_videos, metric_fn, suite_name, warmup, ray_opts)
+    _run(plan, run_dir, runs, device, weights, save_videos, metric_fn, suite_name, warmup, ray_opts, metric_list)
 
 
-def _print_plan(plan, n_limit, command: str, cpu_scale: bool, save_videos: str) -> None:
+def _print_plan(plan, n_limit, command: str, save_videos: str, metric_list: tuple[str, ...]) -> None:
+    from fvbench.generation.presets import get_preset
+
     by_base: dict[str, list] = {}
     for p in plan.points:
         by_base.setdefault(p.base, []).append(p)
@@ -148,8 +154,17 @@ def _print_plan(plan, n_limit, command: str, cpu_scale: bool, save_videos: str) 
     shared, naive = plan.stage1_computations()
     click.echo(f"  {len(plan.units)} videos; stage I computed {shared} times instead of {naive} (prefix sharing); "
                f"predicted compute {plan.total_flops() / 1e12:.2f} TFLOP for all videos; videos saved: {save_videos}")
-    if cpu_scale:
-        click.echo("  CPU-scale presets with random weights: numbers measure compute and timing, not quality.")
+    click.echo(f"  metrics per video: {', '.join(metric_list) or 'none'}")
+    bases = [get_preset(b) for b in by_base]
+    random = [p.name for p in bases if p.builtin]
+    if random:
+        click.echo(f"  {', '.join(random)}: random weights (CPU scale): numbers measure compute and timing, not quality.")
+    scopes: dict[str, list[str]] = {}
+    for p in bases:
+        if p.prompt_scope:
+            scopes.setdefault(p.prompt_scope, []).append(p.name)
+    for scope, names in scopes.items():
+        click.echo(f"  {', '.join(names)} understand{'s' if len(names) == 1 else ''} only {scope}")
     if n_limit is not None or plan.samples < plan.suite.samples_per_prompt:
         click.echo(f"  whole suite: fvbench run {command} --limit all --samples {plan.suite.samples_per_prompt}")
 
@@ -173,7 +188,8 @@ def _print_estimate(plan) -> None:
 
 
 def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, save_videos: str, metric_fn,
-         suite_name: str, warmup: bool = True, ray_opts: dict | None = None) -> None:
+         suite_name: str, warmup: bool = True, ray_opts: dict | None = None,
+         metric_list: tuple[str, ...] = ()) -> None:
     from tqdm import tqdm
 
     from fvbench.provenance import provenance
@@ -207,7 +223,7 @@ def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, sav
         if result.row.get("status") == "failed":
             bar.write(f"failed: {result.row['config']} {result.row['prompt_id']}: {result.row['error']}")
 
-    info = {"command": " ".join(sys.argv), "suite_arg": suite_name, "provenance": prov}
+    info = {"command": " ".join(sys.argv), "suite_arg": suite_name, "provenance": prov, "metrics": list(metric_list)}
     prepare_run_dir(run_dir)
     if run_dir.resolve().parent == Path(runs).resolve():
         write_latest(runs, run_dir)

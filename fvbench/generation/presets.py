@@ -88,6 +88,7 @@ class Preset:
     seed: int = 0
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     vae_tiling: bool = False
+    prompt_scope: str = ""  # what prompts the model understands when that is not free text (printed by `fvbench run`)
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -146,6 +147,12 @@ class Preset:
     def builtin(self) -> bool:
         """True when the weights are built in code (random, seeded) rather than loaded from disk."""
         return self.weights == "builtin"
+
+    @property
+    def cpu_scale(self) -> bool:
+        """True for the models fvbench carries itself (random built-in or trained and shipped in the package):
+        small enough for a CPU, needing no weights of the user's."""
+        return self.builtin or self.weights.startswith(PACKAGE_PREFIX)
 
     def weights_dir(self, override: str | Path | None = None) -> Path:
         """The folder holding this preset's component folders (override, absolute path, or under the weights root)."""

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from fvbench.metrics.registry import get_metric, list_metrics
+from fvbench.generation.presets import all_presets
 from fvbench.report import plots
+from fvbench.report import shapesworld as sw_report
 from fvbench.report.tables import best_under_budget, config_table, metric_columns
 from fvbench.store import load_metric_errors, load_results, open_store
 
@@ -97,6 +99,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
     metric_errors = load_metric_errors(run_dir)
     table = config_table(df)
     metrics = [c.removeprefix("metric:") for c in metric_columns(df)]
+    ordered = info.get("last_plan", {}).get("metrics") or []  # the run's order: the suite's own metrics first
+    metrics.sort(key=lambda m: ordered.index(m) if m in ordered else len(ordered))
     directions = {m: get_metric(m).higher_is_better if m in list_metrics() else True for m in metrics}
     failed = df[df.status != "done"]
     html_parts: list[str] = []
@@ -118,6 +122,15 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
                 "timings and FLOPs are real measurements.")
         html_parts.append(f'<p class="warn">{_e(note)}</p>')
         md.append(f"> {note}\n")
+    known = all_presets()
+    scopes: dict[str, list[str]] = {}
+    for name in dict.fromkeys(df.preset) if len(df) else []:
+        if name in known and known[name].prompt_scope:
+            scopes.setdefault(known[name].prompt_scope, []).append(name)
+    for scope, names in scopes.items():
+        note = f"{', '.join(names)}: small trained models that understand only {scope}."
+        html_parts.append(f'<p class="warn">{_e(note)}</p>')
+        md.append(f"> {note}\n")
 
     # Answer first: best split under budgets.
     if len(table) and metrics:
@@ -132,6 +145,14 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
         html_parts.append("<h2>Best configuration under a FLOP budget</h2><ul>" +
                           "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>")
         md.append("## Best configuration under a FLOP budget\n" + "\n".join(f"- {line}" for line in lines) + "\n")
+
+    if len(table) and sw_report.applies(table):
+        lines = sw_report.findings(table)
+        note = ("ShapesWorld targets (issue 8), from this run's means; accuracy = all three attributes right (exact "
+                "detectors), detail = energy above the 16x16 limit relative to the real world (ideal 1.0).")
+        html_parts.append(f"<h2>ShapesWorld targets</h2><p class='small'>{_e(note)}</p><ul>" +
+                          "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>")
+        md.append(f"## ShapesWorld targets\n{note}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
 
     shown = table.copy()
     shown["flops"] = shown.flops / 1e12
@@ -148,6 +169,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
         for preset in table[table.family == "cascade"].preset.unique():
             if table[(table.preset == preset)].stage2_nfe.nunique() > 1 or table[table.preset == preset].stage1_nfe.nunique() > 1:
                 figures.append((f"NFE split heatmaps: {preset}", plots.heatmaps(table, preset, metrics[0] if metrics else None)))
+        if sw_report.applies(table) and (table.family == "cascade").any():
+            figures.append(("ShapesWorld: quality against stage-II NFE", sw_report.stage2_curves(table)))
         figures.append(("Time per stage and component", plots.time_bars(df)))
         if (table.family == "cascade").any():
             figures.append(("Preview latency against time to the final video", plots.preview_latency(table)))

@@ -1,0 +1,62 @@
+"""The report's ShapesWorld section: verdicts with margins from a configuration table, and the end-to-end path
+(`fvbench run --suite shapesworld` stores the suite's exact metrics by default; the report shows the section)."""
+
+import pandas as pd
+
+from fvbench.cli import main
+from fvbench.report import shapesworld as sw
+
+
+def _row(config, family, s1, s2, n, flops, acc, detail):
+    return {"config": config, "preset": config.split("_")[0], "family": family, "stage1_nfe": s1, "stage2_nfe": s2,
+            "n": n, "flops": flops, "sw_all_three": acc, "sw_detail_ratio": detail}
+
+
+TABLE = pd.DataFrame([
+    _row("casc_s1-30_s2-1", "cascade", 30, 1, 144, 75e9, 0.95, 0.70),
+    _row("casc_s1-30_s2-4", "cascade", 30, 4, 144, 80e9, 0.96, 0.82),
+    _row("casc_s1-30_s2-8", "cascade", 30, 8, 144, 86e9, 0.96, 0.84),
+    _row("single_s1-50", "single-stage", 50, None, 36, 1954e9, 0.99, 0.90),
+    _row("weak_s1-50", "single-stage", 50, None, 144, 600e9, 0.50, 0.40),
+])
+
+
+def test_findings_compare_with_the_best_single_stage_and_give_margins():
+    lines = sw.findings(TABLE)
+    text = "\n".join(lines)
+    # best single stage at 50 NFE is the more accurate one, not the cheaper one
+    assert "vs best single stage single_s1-50" in text
+    acc = next(line for line in lines if "all three 0.960 vs 0.990" in line)
+    assert "-3.0 points" in acc and "MISSED (-1.0 points of margin)" in acc  # 2-point target missed by 1
+    assert "= 0.041" in acc and "target <= 0.2: met" in acc
+    assert "36 videos, fewer than the 144" in acc
+    det = next(line for line in lines if "detail ratio 0.820 vs" in line)
+    assert "-8.9%" in det and "met" in det
+    curve = next(line for line in lines if "detail gain" in line)
+    assert "+0.120" in curve and "+0.020" in curve and "met" in curve
+
+
+def test_findings_say_when_the_run_cannot_answer():
+    only_cascade = TABLE[TABLE.family == "cascade"]
+    assert sw.findings(only_cascade)[0].startswith("cascade vs single stage: not answerable")
+    png = sw.stage2_curves(TABLE)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_shapesworld_run_stores_its_metrics_and_the_report_shows_the_section(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "--suite", "shapesworld", "--presets", "sw-flashvideo-s", "--stage1-nfe", "2",
+                 "--stage2-nfe", "1,2", "--limit", "1", "--save-videos", "none", "--out", str(out)]) == 0
+    import fvbench
+
+    df = fvbench.load_results(out)
+    assert {"metric:sw_all_three", "metric:sw_detail_ratio", "metric:sw_colour"} <= set(df.columns)
+    assert df["metric:sw_colour"].notna().all()
+    assert main(["report", str(out)]) == 0
+    md = (out / "report" / "report.md").read_text()
+    assert "## ShapesWorld targets" in md
+    assert "not answerable from this run" in md
+    assert "sw_detail_ratio by stage-II NFE: 1:" in md
+    assert "understand only ShapesWorld prompts" in md
+    # the suite's own metric leads: the budget answer is given in all-three accuracy
+    assert "(sw_all_three " in md.split("## Best configuration under a FLOP budget")[1].split("##")[0]
