@@ -72,12 +72,14 @@ class TrainSpec:
 SMALL = {"channels": [32, 64, 128], "emb_dim": 128}
 MEDIUM = {"channels": [48, 96, 192], "emb_dim": 192}
 STAGE2 = {"channels": [32, 64, 128], "emb_dim": 128, "patch": 4, "stem_channels": 16, "prediction": "sample"}
+SMALL_P4 = {"channels": [32, 64, 128], "emb_dim": 128, "patch": 4, "stem_channels": 16}
 
 SPECS: dict[str, TrainSpec] = {s.name: s for s in [
     TrainSpec("stage1-s", "stage1", SMALL, steps=1000),
     TrainSpec("stage1-m", "stage1", MEDIUM, steps=600),
     TrainSpec("stage2-s", "stage2", STAGE2, steps=1500, batch_size=8, label_dropout=0.0),
     TrainSpec("single-s", "single", SMALL, steps=300, batch_size=8),
+    TrainSpec("single-p4-s", "single", SMALL_P4, steps=700),
 ]}
 
 
