@@ -102,7 +102,7 @@ def _vbench(dimension: str | None, meta: SuiteFile) -> Suite:
     prompts = [p for p in merged.values() if dimension is None or dimension in p.dimensions]
     name = "vbench" if dimension is None else f"vbench:{dimension}"
     return Suite(name, tuple(prompts), _sha256(raw), f"{path} (vbench {importlib.metadata.version('vbench')})",
-                 meta.samples_per_prompt, meta.description)
+                 meta.samples_per_prompt, meta.description, tuple(meta.metrics))
 
 
 def _check_text(text: Any, where: str) -> str:

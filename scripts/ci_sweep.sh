@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 .venv/bin/fvbench run --suite ci --presets cpu-flashvideo-s,cpu-dit-s --stage1-nfe 10,30 --stage2-nfe 2,4 \
   --limit 2 --samples 1 --out "$tmp/ci-run"
-.venv/bin/fvbench run --suite shapesworld --presets sw-flashvideo-s --stage2-nfe 1,4 --samples 1 \
+.venv/bin/fvbench run --suite shapesworld --presets sw-flashvideo-s --stage2-nfe 1,4 --limit all --samples 1 \
   --metrics sw_all_three,sw_detail_ratio,sw_temporal_rms_px --out "$tmp/ci-shapesworld"
 status=0
 .venv/bin/fvbench check "$tmp/ci-run" --baseline reports/ci-baseline.yaml "$@" || status=$?

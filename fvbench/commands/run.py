@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -67,7 +68,8 @@ def _gemm_gflops() -> float:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder for real presets.")
 @click.option("--metrics", "metric_names",
-              help="Comma list of per-video metrics (see `fvbench metrics`); default: the offline ones; 'none' for none.")
+              help="Comma list of per-video metrics (see `fvbench metrics`); default: the suite's own (ShapesWorld's exact "
+                   "ones) then the offline ones; 'none' for none.")
 @click.option("--warmup/--no-warmup", default=True, show_default=True,
               help="One discarded 1-NFE generation per preset first, so first-call costs stay out of the timings.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
@@ -92,6 +94,7 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
     from fvbench.spec import default_preset_names
 
     names = opts.presets or default_preset_names(opts.sizes)
+    opts = dataclasses.replace(opts, presets=names)  # resolved once: the plan runs exactly these
     cpu_scale = all(get_preset(n).cpu_scale for n in names)
     user_file = Path(suite_name).suffix in (".txt", ".yaml", ".yml", ".json")
     if limit == "auto":
@@ -140,7 +143,7 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
 
 
 def _print_plan(plan, n_limit, command: str, save_videos: str, metric_list: tuple[str, ...]) -> None:
-    from fvbench.generation.presets import get_preset
+    from fvbench.generation.presets import get_preset, scope_notes
 
     by_base: dict[str, list] = {}
     for p in plan.points:
@@ -155,16 +158,11 @@ def _print_plan(plan, n_limit, command: str, save_videos: str, metric_list: tupl
     click.echo(f"  {len(plan.units)} videos; stage I computed {shared} times instead of {naive} (prefix sharing); "
                f"predicted compute {plan.total_flops() / 1e12:.2f} TFLOP for all videos; videos saved: {save_videos}")
     click.echo(f"  metrics per video: {', '.join(metric_list) or 'none'}")
-    bases = [get_preset(b) for b in by_base]
-    random = [p.name for p in bases if p.builtin]
+    random = [b for b in by_base if get_preset(b).builtin]
     if random:
         click.echo(f"  {', '.join(random)}: random weights (CPU scale): numbers measure compute and timing, not quality.")
-    scopes: dict[str, list[str]] = {}
-    for p in bases:
-        if p.prompt_scope:
-            scopes.setdefault(p.prompt_scope, []).append(p.name)
-    for scope, names in scopes.items():
-        click.echo(f"  {', '.join(names)} understand{'s' if len(names) == 1 else ''} only {scope}")
+    for line in scope_notes(list(by_base)):
+        click.echo(f"  {line}")
     if n_limit is not None or plan.samples < plan.suite.samples_per_prompt:
         click.echo(f"  whole suite: fvbench run {command} --limit all --samples {plan.suite.samples_per_prompt}")
 

@@ -223,6 +223,16 @@ def all_presets() -> dict[str, Preset]:
     return dict(_all_presets(str(data_dir("baselines"))))
 
 
+def scope_notes(names: list[str]) -> list[str]:
+    """"A, B understand only <scope>" for the known presets among ``names`` that declare a prompt scope."""
+    presets = all_presets()
+    groups: dict[str, list[str]] = {}
+    for n in dict.fromkeys(names):
+        if n in presets and presets[n].prompt_scope:
+            groups.setdefault(presets[n].prompt_scope, []).append(n)
+    return [f"{', '.join(ns)} understand{'s' if len(ns) == 1 else ''} only {scope}" for scope, ns in groups.items()]
+
+
 def get_preset(name: str) -> Preset:
     """The preset called ``name``; an unknown name lists the known ones."""
     presets = all_presets()

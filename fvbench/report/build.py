@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fvbench.metrics.registry import get_metric, list_metrics
-from fvbench.generation.presets import all_presets
+from fvbench.generation.presets import scope_notes
 from fvbench.report import plots
 from fvbench.report import shapesworld as sw_report
 from fvbench.report.tables import best_under_budget, config_table, metric_columns
@@ -122,13 +122,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
                 "timings and FLOPs are real measurements.")
         html_parts.append(f'<p class="warn">{_e(note)}</p>')
         md.append(f"> {note}\n")
-    known = all_presets()
-    scopes: dict[str, list[str]] = {}
-    for name in dict.fromkeys(df.preset) if len(df) else []:
-        if name in known and known[name].prompt_scope:
-            scopes.setdefault(known[name].prompt_scope, []).append(name)
-    for scope, names in scopes.items():
-        note = f"{', '.join(names)}: small trained models that understand only {scope}."
+    for note in scope_notes(list(df.preset)):
         html_parts.append(f'<p class="warn">{_e(note)}</p>')
         md.append(f"> {note}\n")
 
