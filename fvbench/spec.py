@@ -22,9 +22,9 @@ from fvbench.suites import Prompt, Suite
 
 DEFAULT_STAGE1_NFE = (10, 20, 30, 50)
 DEFAULT_STAGE2_NFE = (1, 2, 4, 8)
-# What `fvbench run` sweeps without --presets: the trained ShapesWorld cascade and single-stage baseline of each
+# What `fvbench run` sweeps without --presets: the trained ShapesWorld cascade and single-stage baselines of each
 # --sizes size (a family without that size is left out); the random-weight CPU-scale families by --presets.
-DEFAULT_FAMILIES = ("sw-flashvideo-{size}", "sw-dit-{size}")
+DEFAULT_FAMILIES = ("sw-flashvideo-{size}", "sw-dit-{size}", "sw-dit-p4-{size}")
 
 
 def canonical_hash(obj: Any) -> str:

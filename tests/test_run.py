@@ -219,13 +219,14 @@ def test_ray_executor_without_ray_says_how_to_install(tmp_path, prompts, capsys,
 
 
 def test_default_run_is_the_trained_shapesworld_pair_and_says_what_it_understands(capsys):
-    """With nothing configured: sw-flashvideo-s + sw-dit-s, 2 prompts x 1 sample, the suite's exact metrics first."""
+    """With nothing configured: sw-flashvideo-s + sw-dit-s + sw-dit-p4-s, 2 prompts x 1 sample, the suite's exact metrics first."""
     rc, o = _run(["--suite", "shapesworld", "--nfe-sweep", "--dry-run"], capsys)
     assert rc == 0, o.err
     assert "preset sw-flashvideo-s: 16 configuration(s)" in o.out and "preset sw-dit-s: 4 configuration(s)" in o.out
+    assert "preset sw-dit-p4-s: 4 configuration(s)" in o.out
     assert "the first 2 of its 18 prompts (--limit 2), 1 sample(s) per prompt" in o.out
     assert "metrics per video: sw_all_three, sw_colour" in o.out
-    assert "sw-flashvideo-s, sw-dit-s understand only ShapesWorld prompts" in o.out
+    assert "sw-flashvideo-s, sw-dit-s, sw-dit-p4-s understand only ShapesWorld prompts" in o.out
     assert "random weights" not in o.out
     rc, o = _run(["--suite", "shapesworld", "--sizes", "xl", "--dry-run"], capsys)
     assert rc == 2 and "known sizes: m, s" in o.err

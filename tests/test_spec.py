@@ -21,7 +21,7 @@ def test_default_nfe_sweep_grid():
 def test_default_families_by_size():
     """Without --presets the trained ShapesWorld families run; a family that lacks a size is left out of it."""
     points = config_points(SweepOptions(sizes=("s", "m")))
-    assert [p.base for p in points] == ["sw-flashvideo-s", "sw-dit-s", "sw-flashvideo-m"]
+    assert [p.base for p in points] == ["sw-flashvideo-s", "sw-dit-s", "sw-dit-p4-s", "sw-flashvideo-m"]
     assert all(get_preset(p.base).cpu_scale and not get_preset(p.base).builtin for p in points)
     with pytest.raises(FvbenchError, match="known sizes: m, s"):
         config_points(SweepOptions(sizes=("xl",)))

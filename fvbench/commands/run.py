@@ -49,7 +49,8 @@ def _gemm_gflops() -> float:
 @click.option("--stage1-nfe", help="Comma list of stage-I NFEs (overrides the sweep's).")
 @click.option("--stage2-nfe", help="Comma list of stage-II NFEs (cascades).")
 @click.option("--sizes", default="s", show_default=True,
-              help="Sizes of the default families: the trained ShapesWorld sw-flashvideo-<size> + sw-dit-<size> "
+              help="Sizes of the default families: the trained ShapesWorld sw-flashvideo-<size> + sw-dit-<size> + "
+                   "sw-dit-p4-<size> "
                    "(s, m; a family without the size is left out). Random-weight CPU-scale presets "
                    "(cpu-flashvideo-<s|m|l>, cpu-dit-<s|m|l>) and real ones by --presets.")
 @click.option("--presets", help="Comma list of presets to run instead of the default families.")
