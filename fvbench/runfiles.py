@@ -52,8 +52,10 @@ def safe_path(root: Path, *parts: str) -> Path:
         current = current / part
         if current.is_symlink():
             raise FvbenchError(f"refusing to write through a symlink: {current}")
-        if i < len(parts) - 1 and not current.exists():
-            current.mkdir()
+        if i < len(parts) - 1:
+            current.mkdir(exist_ok=True)  # parallel workers may create the same folder at the same moment
+            if current.is_symlink() or not current.is_dir():
+                raise FvbenchError(f"refusing to write through {current}: not a plain folder")
     if not str(current.resolve()).startswith(str(real_root) + os.sep):
         raise FvbenchError(f"refusing to write outside the run folder: {current}")
     return current

@@ -70,3 +70,33 @@ def test_a_symlink_in_the_run_folder_cannot_redirect_writes(tmp_path, capsys):
     os.symlink(elsewhere, link_run)
     assert main(["run", "--suite", str(prompts), "--presets", "tiny-dit", "--out", str(link_run)]) == 2
     assert "symlink" in capsys.readouterr().err and list(elsewhere.iterdir()) == []
+
+
+def test_safe_path_tolerates_workers_creating_the_same_folder_at_once(tmp_path):
+    """Two Ray actors once failed with FileExistsError creating RUN/previews together (check-then-mkdir race)."""
+    import threading
+
+    from fvbench.runfiles import safe_path
+
+    for round_ in range(20):
+        root = tmp_path / f"r{round_}"
+        root.mkdir()
+        barrier, errors = threading.Barrier(8), []
+
+        def make(i: int) -> None:
+            barrier.wait()
+            try:
+                safe_path(root, "previews", "cfg", f"{i}.mp4")
+            except Exception as e:  # noqa: BLE001 - any error is the failure under test
+                errors.append(e)
+
+        threads = [threading.Thread(target=make, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and (root / "previews" / "cfg").is_dir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "r0" / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(FvbenchError, match="symlink"):
+        safe_path(tmp_path / "r0", "link", "x.mp4")
