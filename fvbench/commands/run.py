@@ -13,6 +13,7 @@ from fvbench.errors import FvbenchError
 
 CPU_DEFAULT_LIMIT = 2
 CPU_DEFAULT_SAMPLES = 1
+EXIT_UNITS_FAILED = 3  # the run finished but some videos failed (0: all stored; 2: bad input, nothing run)
 
 
 def _ints(value: str | None, flag: str) -> tuple[int, ...]:
@@ -79,13 +80,22 @@ def _gemm_gflops() -> float:
 @click.option("--threads-per-worker", default=1, show_default=True, type=int, help="Torch threads per Ray actor.")
 @click.option("--address", help="Ray cluster address (default: start a local Ray).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (videos, predicted FLOPs, time estimate) and stop.")
+@click.option("--allow-large", is_flag=True,
+              help="Lift the ceilings on NFE (1000), frames (1025) and height/width (4096) on purpose "
+                   "(also FVBENCH_ALLOW_LARGE=1).")
 def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: str | None, sizes: str,
         presets: str | None, limit: str, samples: int | None, max_flops: float | None, base_seed: int,
         out: Path | None, save_videos: str, device: str, weights: Path | None, metric_names: str | None,
         warmup: bool, executor: str, workers: int, threads_per_worker: int, address: str | None,
-        dry_run: bool) -> None:
-    """Run a sweep of generators over a prompt suite and store one row per video."""
-    from fvbench.generation.presets import get_preset
+        dry_run: bool, allow_large: bool) -> None:
+    """Run a sweep of generators over a prompt suite and store one row per video.
+
+    Exit status: 0 every video stored; 2 bad input (nothing run); 3 the run finished but some videos failed (their
+    errors are in the store)."""
+    from fvbench.generation.presets import get_preset, lift_ceilings
+
+    if allow_large:
+        lift_ceilings()
     from fvbench.paths import default_runs_dir
     from fvbench.runner import make_plan
     from fvbench.spec import SweepOptions
@@ -243,6 +253,12 @@ def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, sav
                f"{summary.seconds:.1f} s wall on {prov['device']} ({prov.get('device_name')}, "
                f"{prov.get('torch_threads')} threads)")
     _print_summary(run_dir)
+    if summary.failed:
+        click.echo(f"error: {summary.failed} of {len(plan.units)} videos failed (exit status {EXIT_UNITS_FAILED}); "
+                   f"each error is in the store's error column ({run_dir / 'results.sqlite'}, status 'failed'; "
+                   f"`fvbench report {run_dir}` lists them under 'Missing and failed'); rerun the same command to "
+                   f"retry only those", err=True)
+        raise click.exceptions.Exit(EXIT_UNITS_FAILED)
 
 
 def _print_summary(run_dir: Path) -> None:

@@ -148,13 +148,19 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
                           "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>")
         md.append(f"## ShapesWorld targets\n{note}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
 
-    shown = table.copy()
-    shown["flops"] = shown.flops / 1e12
-    shown = shown.rename(columns={"flops": "TFLOP/video", "total_s": "s/video", "preview_s": "s to preview"})
-    caption = ("Per configuration: means over videos; metrics as mean [95% bootstrap interval over prompts]; "
-               "s/video = wall seconds of all stages as if stage I were not shared; n = videos.")
-    html_parts.append(f"<h2>Configurations</h2><p class='small'>{_e(caption)}</p>{_html_table(shown)}")
-    md.append(f"## Configurations\n{caption}\n\n{_md_table(shown)}\n")
+    if len(table):
+        shown = table.copy()
+        shown["flops"] = shown.flops / 1e12
+        shown = shown.rename(columns={"flops": "TFLOP/video", "total_s": "s/video", "preview_s": "s to preview"})
+        caption = ("Per configuration: means over videos; metrics as mean [95% bootstrap interval over prompts]; "
+                   "s/video = wall seconds of all stages as if stage I were not shared; n = videos.")
+        html_parts.append(f"<h2>Configurations</h2><p class='small'>{_e(caption)}</p>{_html_table(shown)}")
+        md.append(f"## Configurations\n{caption}\n\n{_md_table(shown)}\n")
+    else:
+        note = (f"no finished videos: all {len(df)} in the store failed (see Missing and failed below)" if len(df)
+                else "no videos in the store yet")
+        html_parts.append(f"<h2>Configurations</h2><p class='warn'>{_e(note)}</p>")
+        md.append(f"## Configurations\n{note}\n")
 
     figures: list[tuple[str, bytes]] = []
     if len(table):
@@ -223,6 +229,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
     items = [f"metric {n} unavailable: {why}" for n, why in unavailable]
     items += [f"metric {r.metric} failed on {r.unit_hash[:12]}: {r.error}" for r in metric_errors.head(20).itertuples()]
     items += [f"video failed: {r.config} / {r.prompt_id} sample {r.sample}: {r.error}" for r in failed.head(50).itertuples()]
+    items += [f"text in a numeric store column, read as missing: {b}" for b in df.attrs.get("bad_values", [])[:20]]
     if not items:
         items = ["nothing: every video and metric in this run succeeded"]
     html_parts.append("<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>")
