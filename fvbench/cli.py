@@ -10,6 +10,7 @@ import warnings
 import click
 
 from fvbench.errors import FvbenchError, FvbenchWarning
+from fvbench.textsafe import printable
 
 # name -> "module:attribute". A command whose module is absent is not listed.
 COMMANDS: dict[str, str] = {
@@ -52,7 +53,7 @@ def cli() -> None:
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning) -> None:
     """fvbench's own warnings as one ``warning:`` line; any other warning as Python prints it."""
     if issubclass(category, FvbenchWarning):
-        click.echo(f"warning: {message}", err=True)
+        click.echo(f"warning: {printable(message)}", err=True)
     else:
         _default(message, category, filename, lineno, file, line)
 
@@ -71,7 +72,7 @@ def _main(argv: list[str] | None) -> int:
         if isinstance(rv, int) and not isinstance(rv, bool):  # click returns an Exit's code in this mode
             return rv
     except FvbenchError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {printable(e)}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

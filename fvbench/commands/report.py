@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from fvbench.errors import FvbenchError
+from fvbench.textsafe import printable
 
 
 def _run_dir(run_dir: Path | None) -> Path:
@@ -54,7 +55,7 @@ def check(run_dir: Path | None, baseline: Path, update: bool, junit: Path | None
     results = compare(df, load_baseline(baseline))
     width = max(len(r.name) for r in results) if results else 10
     for r in results:
-        click.echo(f"{r.status.upper():9s} {r.name:{width}s}  {r.detail}")
+        click.echo(printable(f"{r.status.upper():9s} {r.name:{width}s}  {r.detail}"))
     junit = junit or run / "check.xml"
     write_junit(results, junit)
     regressed = [r for r in results if r.status == "regressed"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from fvbench.errors import FvbenchError
+from fvbench.textsafe import printable
 
 CPU_DEFAULT_LIMIT = 2
 CPU_DEFAULT_SAMPLES = 1
@@ -161,21 +162,21 @@ def _print_plan(plan, n_limit, command: str, save_videos: str, metric_list: tupl
         by_base.setdefault(p.base, []).append(p)
     part = (f"the first {len(plan.suite.prompts)} of its {plan.suite_total} prompts (--limit {n_limit})"
             if n_limit is not None and n_limit < plan.suite_total else f"all {plan.suite_total} prompts")
-    click.echo(f"suite {plan.suite.name}: {part}, {plan.samples} sample(s) per prompt; sha256 {plan.suite.sha256[:16]}")
+    click.echo(f"suite {printable(plan.suite.name)}: {part}, {plan.samples} sample(s) per prompt; sha256 {plan.suite.sha256[:16]}")
     for base, pts in by_base.items():
         splits = ", ".join("/".join(map(str, p.nfe)) for p in pts)
-        click.echo(f"  preset {base}: {len(pts)} configuration(s), NFE {splits}")
+        click.echo(f"  preset {printable(base)}: {len(pts)} configuration(s), NFE {splits}")
     shared, naive = plan.stage1_computations()
     click.echo(f"  {len(plan.units)} videos; stage I computed {shared} times instead of {naive} (prefix sharing); "
                f"predicted compute {plan.total_flops() / 1e12:.2f} TFLOP for all videos; videos saved: {save_videos}")
     click.echo(f"  metrics per video: {', '.join(metric_list) or 'none'}")
     random = [b for b in by_base if get_preset(b).builtin]
     if random:
-        click.echo(f"  {', '.join(random)}: random weights (CPU scale): numbers measure compute and timing, not quality.")
+        click.echo(f"  {printable(', '.join(random))}: random weights (CPU scale): numbers measure compute and timing, not quality.")
     for line in scope_notes(list(by_base)):
-        click.echo(f"  {line}")
+        click.echo(f"  {printable(line)}")
     if n_limit is not None or plan.samples < plan.suite.samples_per_prompt:
-        click.echo(f"  whole suite: fvbench run {command} --limit all --samples {plan.suite.samples_per_prompt}")
+        click.echo(f"  whole suite: fvbench run {printable(command)} --limit all --samples {plan.suite.samples_per_prompt}")
 
 
 def _print_estimate(plan) -> None:
@@ -189,7 +190,7 @@ def _print_estimate(plan) -> None:
         f = plan.flops[p.config_hash]["total"]
         rows.append({"config": p.label, "videos": n, "TFLOP/video": f / 1e12, "est. s/video": f / (assumed * 1e9)})
     df = pd.DataFrame(rows)
-    click.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    click.echo(printable(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"), keep_newlines=True))
     total = plan.total_flops() / (assumed * 1e9)
     click.echo(f"time estimate (rough): {total / 60:.1f} min for {len(plan.units)} videos, from FLOPs at 25% of this "
                f"machine's measured fp32 GEMM throughput ({gflops:.0f} GFLOP/s, 1 measurement of 3 repeats); "
@@ -230,7 +231,7 @@ def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, sav
     def on_result(result) -> None:
         bar.update(1)
         if result.row.get("status") == "failed":
-            bar.write(f"failed: {result.row['config']} {result.row['prompt_id']}: {result.row['error']}")
+            bar.write(printable(f"failed: {result.row['config']} {result.row['prompt_id']}: {result.row['error']}"))
 
     info = {"command": " ".join(sys.argv), "suite_arg": suite_name, "provenance": prov, "metrics": list(metric_list)}
     prepare_run_dir(run_dir)
@@ -275,7 +276,7 @@ def _print_summary(run_dir: Path) -> None:
     table["tflop"] = table["tflop"] / 1e12
     click.echo("per configuration (means over videos; seconds are wall time per video on this device; "
                "total_s = text encode + all stages as if stage I were not shared; tflop = FLOPs per video / 1e12):")
-    click.echo(table.to_string(float_format=lambda v: f"{v:.3g}"))
+    click.echo(printable(table.to_string(float_format=lambda v: f"{v:.3g}"), keep_newlines=True))
     s1_measured = done.loc[done.s1_shared == 0, "s1_seconds"].sum()
     s1_naive = done["s1_seconds"].sum()
     if s1_naive > 0 and len(done) > 1:
@@ -283,8 +284,9 @@ def _print_summary(run_dir: Path) -> None:
                    f"({s1_measured / s1_naive:.2f}x) for the videos generated")
     unnamed = done[done.vbench_name == 0].prompt.nunique()
     if unnamed:
-        click.echo(f"{unnamed} prompt(s) cannot be VBench file names (path characters, control characters, length or "
-                   f"Unicode normalisation): their videos are named _p-<sha256>-<i>.mp4 and the exact prompt is in "
+        click.echo(f"{unnamed} prompt(s) cannot be VBench file names (path characters, control characters, length, "
+                   f"Unicode normalisation, or characters this system's {sys.getfilesystemencoding()} file names "
+                   f"cannot hold): their videos are named _p-<sha256>-<i>.mp4 and the exact prompt is in "
                    f"the store (columns prompt, s*_video_path)")
     click.echo(f"results: fvbench.load_results({str(run_dir)!r}); report: fvbench report {run_dir}")
 
@@ -295,7 +297,7 @@ def suites() -> None:
     from fvbench.suites import list_suites
 
     for name in list_suites():
-        click.echo(name)
+        click.echo(printable(name))
 
 
 @click.command()
