@@ -215,7 +215,7 @@ def write_baseline(df, path: Path, note: str = "") -> None:
     if note:
         data = {"note": note, **data}
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     os.replace(tmp, path)
 
 

@@ -127,7 +127,7 @@ def write_latest(runs_dir: Path, run_dir: Path) -> None:
     if pointer.is_symlink():
         raise FvbenchError(f"refusing to write through a symlink: {pointer}")
     tmp = runs_dir / f".{LATEST}.{os.getpid()}"
-    tmp.write_text(str(rel) + "\n")
+    tmp.write_text(str(rel) + "\n", encoding="utf-8")
     os.replace(tmp, pointer)
 
 
@@ -136,7 +136,7 @@ def latest_run(runs_dir: Path) -> Path:
     pointer = Path(runs_dir) / LATEST
     if not pointer.is_file():
         raise FvbenchError(f"no run found under {runs_dir} (no {pointer}); run `fvbench run` first or pass RUN_DIR")
-    name = pointer.read_text().strip()
+    name = pointer.read_text(encoding="utf-8").strip()
     run = Path(runs_dir) / name
     if not name or ".." in Path(name).parts or not run.is_dir():
         raise FvbenchError(f"{pointer} points to {name!r}, which is not a run folder under {runs_dir}")

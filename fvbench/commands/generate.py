@@ -89,7 +89,7 @@ def generate(preset: str, prompt: str, seed: int, out: Path, stage1_nfe: int | N
         "provenance": provenance(device),
     }
     json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(record, indent=2))
+    json_path.write_text(json.dumps(record, indent=2), encoding="utf-8")
     click.echo(f"total {result.ready_at[-1]:.2f} s wall for 1 video on {device} (text encode + all stages, 1 run); "
                f"timings -> {json_path}")
 

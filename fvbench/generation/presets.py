@@ -22,7 +22,7 @@ PACKAGE_PREFIX = "package:"  # ``weights: package:shapesworld/weights`` = a fold
 
 # Ceilings that keep a typo (``nfe: 1000000000``) from planning petaFLOPs or allocating gigabytes; far above any
 # published setting (1000 = a full DDPM schedule; 1080p and 4K fit; LTX-Video's 257 frames fit). Lifted on purpose
-# by FVBENCH_ALLOW_LARGE=1 or `--allow-large` on `fvbench run` / `fvbench generate`.
+# by FVBENCH_ALLOW_LARGE=1 or `--allow-large` on `fvbench run` / `generate` / `flops`.
 MAX_NFE = 1000
 MAX_FRAMES = 1025
 MAX_SIDE = 4096
