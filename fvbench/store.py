@@ -150,7 +150,8 @@ def load_results(run_dir: str | Path, include_failed: bool = True):
         store.close()
     bad = _numeric(units, [c for c, t in UNIT_COLUMNS.items() if t in ("INTEGER", "REAL")],
                    units.config.astype(str) + " / " + units.prompt_id.astype(str))
-    bad += _numeric(metrics, ["value"], "metric " + metrics.metric.astype(str) + " of " + metrics.unit_hash.astype(str).str[:12])
+    bad += _numeric(metrics, ["value"],
+                    "metric " + metrics.metric.astype(str) + " of " + metrics.unit_hash.astype(str).str[:12])
     if bad:
         warnings.warn(f"{store.path}: text in numeric column(s), read as missing (was the store edited by hand?): "
                       f"{'; '.join(bad[:5])}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}",
@@ -167,8 +168,9 @@ def load_results(run_dir: str | Path, include_failed: bool = True):
 
 
 def _numeric(df, columns: list[str], row_names) -> list[str]:
-    """Make ``columns`` numeric in place (SQLite keeps text in an INTEGER/REAL column; so would pandas, as object
-    dtype); returns "column (row)" for each value that was not a number and is now missing."""
+    """Make ``columns`` numeric in place: a column with no value at all (stage II of a single-stage-only run) or with
+    text in it (SQLite keeps text in an INTEGER/REAL column) would otherwise load as object dtype and break
+    arithmetic downstream. Returns "column (row)" for each value that was not a number and is now missing."""
     import pandas as pd
 
     bad = []
