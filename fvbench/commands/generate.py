@@ -98,8 +98,9 @@ def generate(preset: str, prompt: str, seed: int, out: Path, stage1_nfe: int | N
 def presets() -> None:
     """List the generator presets under baselines/."""
     from fvbench.generation.presets import all_presets
+    from fvbench.textsafe import printable
 
     for name, p in all_presets().items():
         stages = " -> ".join(f"{s.name} {s.height}x{s.width} {s.solver} {s.nfe} NFE" for s in p.stages)
         where = "built in code" if p.builtin else f"weights: {p.weights_dir()}"
-        click.echo(f"{name:28s} {p.family:12s} {stages}  [{where}]")
+        click.echo(printable(f"{name:28s} {p.family:12s} {stages}  [{where}]"))
