@@ -60,7 +60,7 @@ HF_TOKENIZER_DIMENSIONS = ("object_class", "multiple_objects", "color", "spatial
 DRIVER = r'''
 import json, os, socket, sys
 
-req = json.load(open(sys.argv[1], encoding="utf-8"))
+req = json.load(open(sys.argv[1]))
 status_path = req.get("status_path")
 _connect = socket.socket.connect
 
@@ -86,7 +86,7 @@ try:
 except BaseException as e:
     status = {"ok": False, "vbench": version, "error": f"{type(e).__name__}: {e}"}
 if status_path:
-    with open(status_path, "w", encoding="utf-8") as f:
+    with open(status_path, "w") as f:
         json.dump(status, f)
 sys.exit(0 if status["ok"] else 1)
 '''
@@ -177,7 +177,7 @@ def expected_videos(full_info: Path, names: list[str], dimensions: list[str]) ->
     """Per dimension, the staged file names VBench's standard mode must score: ``{prompt}-{i}.mp4``, i = 0..4, for
     the prompts VBench_full_info.json lists under that dimension (the same lookup VBench does)."""
     staged = set(names)
-    info = json.loads(Path(full_info).read_text(encoding="utf-8"))
+    info = json.loads(Path(full_info).read_text())
     out: dict[str, set[str]] = {d: set() for d in dimensions}
     for entry in info:
         for d in dimensions:
@@ -203,17 +203,17 @@ def run_vbench(python: str, videos_path: Path, output_path: Path, name: str, dim
     output_path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         driver, request, status = Path(tmp) / "driver.py", Path(tmp) / "request.json", Path(tmp) / "status.json"
-        driver.write_text(DRIVER, encoding="utf-8")
+        driver.write_text(DRIVER)
         request.write_text(json.dumps({"device": device, "full_info": str(full_info), "output_path": str(output_path),
                                        "videos_path": str(videos_path), "name": name, "dimensions": dimensions,
-                                       "status_path": str(status)}), encoding="utf-8")
+                                       "status_path": str(status)}))
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VBENCH_CACHE_DIR=str(cache_dir()))
         try:
             proc = subprocess.run([python, str(driver), str(request)], capture_output=True, text=True,
                                   timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
             raise FvbenchError(f"VBench did not finish within {timeout} s") from None
-        state = json.loads(status.read_text(encoding="utf-8")) if status.is_file() else {}
+        state = json.loads(status.read_text()) if status.is_file() else {}
     results = output_path / f"{name}_eval_results.json"
     if not results.is_file():
         reason = state.get("error") or ((proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"])[0]
@@ -229,7 +229,7 @@ def parse_results(path: Path, dimensions: list[str], expected: dict[str, set[str
     must have a per-video value.
     """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise FvbenchError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
