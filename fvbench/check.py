@@ -6,23 +6,81 @@ instruction sets may change the last bits); metric means within stated tolerance
 inside the run (each cascade's mean denoising time per video / that of the most expensive single-stage configuration
 of the same size; VAE time is left out, as in the paper's timings),
 never absolute seconds.
+
+Exit codes of ``fvbench check``: 0 every check passed (or was skipped), 1 a regression, 2 bad input (an unreadable
+run or a baseline of the wrong shape: missing or mistyped keys, unknown keys, negative tolerances), so CI can tell
+"the code regressed" from "the gate itself is broken".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fvbench.dataio import load_data
+from fvbench.dataio import from_dict, load_data
 from fvbench.errors import FvbenchError
 
 DEFAULT_TOLERANCES = {"metric_rel": 0.02, "metric_abs": 1e-6, "speed_ratio_rel": 0.5}
+
+
+def _finite(where: str, value: float, minimum: float = 0.0) -> None:
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{where} must be a finite number >= {minimum:g}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Relative and absolute metric tolerances and the relative speed-ratio tolerance (all >= 0)."""
+
+    metric_rel: float = DEFAULT_TOLERANCES["metric_rel"]
+    metric_abs: float = DEFAULT_TOLERANCES["metric_abs"]
+    speed_ratio_rel: float = DEFAULT_TOLERANCES["speed_ratio_rel"]
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _finite(f.name, getattr(self, f.name))
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """What a baseline holds for one configuration."""
+
+    flops_total: int
+    nfe_executed: tuple[int, ...]
+    videos: int = 0
+    checksums: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.flops_total < 0 or self.videos < 0:
+            raise ValueError("flops_total and videos must be >= 0")
+        if not self.nfe_executed or any(n <= 0 for n in self.nfe_executed):
+            raise ValueError(f"nfe_executed must list one positive NFE per stage, got {list(self.nfe_executed)}")
+        for name, value in self.metrics.items():
+            _finite(f"metric {name}", value, -math.inf)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Schema of a baseline file (reports/*.yaml); anything else in it is an error."""
+
+    configs: dict[str, BaselineConfig]
+    fingerprint: dict[str, Any] | None = None
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    speed_ratios: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        for name, value in self.speed_ratios.items():
+            _finite(f"speed ratio {name!r}", value)
 
 
 @dataclass(frozen=True)
@@ -62,6 +120,10 @@ def speed_ratios(df) -> dict[str, float]:
 def summarize(df) -> dict[str, Any]:
     """The baseline a run gives: per configuration FLOPs, NFE, checksums, metric means; speed ratios; fingerprint."""
     done = df[df.status == "done"]
+    holes = done[done.flops_total.isna() | done.s1_nfe_executed.isna()]
+    if len(holes):
+        raise FvbenchError(f"{len(holes)} finished video(s) have no FLOPs or executed NFE in the store (e.g. "
+                           f"{holes.config.iloc[0]} / {holes.prompt_id.iloc[0]}): was it edited? rerun into a new --out")
     metric_cols = [c for c in done.columns if c.startswith("metric:")]
     configs = {}
     for config, g in done.groupby("config"):
@@ -131,13 +193,15 @@ def compare(df, baseline: dict[str, Any]) -> list[CheckResult]:
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
+    """A baseline file, validated against :class:`Baseline` (a wrong shape is a FvbenchError: exit 2, not 1)."""
     data = load_data(path)
     if not isinstance(data, dict) or "configs" not in data:
         raise FvbenchError(f"{path} is not an fvbench baseline (no 'configs')")
-    unknown = sorted(set(data) - {"fingerprint", "tolerances", "configs", "speed_ratios", "note"})
-    if unknown:
-        raise FvbenchError(f"{path}: unknown key(s) {unknown}")
-    return data
+    base = from_dict(Baseline, data, f"baseline {path}")
+    out = dataclasses.asdict(base)
+    for entry in out["configs"].values():
+        entry["nfe_executed"] = list(entry["nfe_executed"])  # compared with a run's summary, which holds lists
+    return out
 
 
 def write_baseline(df, path: Path, note: str = "") -> None:
@@ -151,7 +215,7 @@ def write_baseline(df, path: Path, note: str = "") -> None:
     if note:
         data = {"note": note, **data}
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     os.replace(tmp, path)
 
 

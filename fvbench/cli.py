@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import warnings
 
 import click
 
-from fvbench.errors import FvbenchError
+from fvbench.errors import FvbenchError, FvbenchWarning
+from fvbench.textsafe import printable
 
 # name -> "module:attribute". A command whose module is absent is not listed.
 COMMANDS: dict[str, str] = {
@@ -48,14 +50,29 @@ def cli() -> None:
     """fvbench: FlashVideo two-stage generation vs single-stage DiT baselines, measured."""
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning) -> None:
+    """fvbench's own warnings as one ``warning:`` line; any other warning as Python prints it."""
+    if issubclass(category, FvbenchWarning):
+        click.echo(f"warning: {printable(message)}", err=True)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors are one line on stderr and exit status 2."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", FvbenchWarning)
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         rv = cli.main(args=argv, prog_name="fvbench", standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool):  # click returns an Exit's code in this mode
             return rv
     except FvbenchError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {printable(e)}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

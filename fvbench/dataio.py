@@ -1,6 +1,8 @@
 """Safe reading of the YAML/JSON files fvbench consumes (suites, presets, baselines).
 
-Safe loaders only, a size and nesting-depth cap, and strict construction of frozen dataclasses in which an
+Safe loaders only, strict UTF-8, a size cap, and caps on nesting depth and on the size of the tree once YAML
+aliases are expanded (checked on the composed node graph, before anything is built or walked, so a
+"billion laughs" file is refused in milliseconds); strict construction of frozen dataclasses in which an
 unknown key is an error rather than something silently ignored.
 """
 
@@ -19,6 +21,7 @@ from fvbench.errors import FvbenchError
 
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 32
+MAX_NODES = 200_000  # values once every YAML alias is expanded; fvbench's own files have a few thousand
 
 T = TypeVar("T")
 
@@ -33,8 +36,63 @@ def _depth(obj: Any, limit: int, level: int = 0) -> int:
     return level
 
 
-def load_data(path: str | Path, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> Any:
-    """Read a YAML or JSON file with a safe loader, refusing files that are too large or too deeply nested."""
+def _check_graph(root: yaml.Node | None, where: Path, max_nodes: int, max_depth: int) -> None:
+    """Refuse a composed YAML graph whose alias-expanded tree is too big, too deep or recursive.
+
+    Each node is visited once (sizes and depths are memoised by node identity), so the check costs what the file
+    holds, not what its aliases would expand to. Expansion past ``max_nodes`` values is refused unless the file
+    holds that many values itself (then its byte-size cap already bounds the work).
+    """
+    memo: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded values, depth below it)
+    active: set[int] = set()
+
+    def visit(node: yaml.Node, level: int) -> tuple[int, int]:
+        key = id(node)
+        if key in memo:
+            size, depth = memo[key]
+        elif key in active:
+            raise FvbenchError(f"{where} has a recursive YAML alias (a node that contains itself)")
+        else:
+            if isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            elif isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            else:
+                children = []
+            active.add(key)
+            size, depth = 1, 0
+            for child in children:
+                s, d = visit(child, level + 1)
+                size, depth = size + s, max(depth, d + 1)
+            active.discard(key)
+            memo[key] = (size, depth)
+        if level + depth > max_depth:
+            raise FvbenchError(f"{where} is nested deeper than {max_depth} levels")
+        return size, depth
+
+    if root is None:
+        return
+    total = visit(root, 0)[0]
+    if total > max(max_nodes, len(memo)):  # a file without aliases is bounded by its byte size alone
+        raise FvbenchError(f"{where} expands to {total:,} values once its YAML aliases are resolved, over the limit "
+                           f"of {max_nodes:,} (an alias bomb?); write the data out or use fewer aliases")
+
+
+def _yaml_load(text: str, where: Path, max_nodes: int, max_depth: int) -> Any:
+    """``yaml.safe_load`` with the graph checked between composing and constructing."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        _check_graph(node, where, max_nodes, max_depth)
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
+def load_data(path: str | Path, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
+              max_nodes: int = MAX_NODES) -> Any:
+    """Read a YAML or JSON file with a safe loader, refusing files that are too large, not UTF-8, too deeply
+    nested, or whose YAML aliases expand past ``max_nodes`` values."""
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -42,9 +100,14 @@ def load_data(path: str | Path, max_bytes: int = MAX_BYTES, max_depth: int = MAX
         raise FvbenchError(f"cannot read {p}: {e.strerror}") from None
     if size > max_bytes:
         raise FvbenchError(f"{p} is {size} bytes, over the {max_bytes}-byte limit for a config file")
-    text = p.read_text(encoding="utf-8", errors="strict")
     try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        text = p.read_bytes().decode("utf-8", errors="strict")
+    except UnicodeDecodeError as e:
+        raise FvbenchError(f"{p} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+    except OSError as e:
+        raise FvbenchError(f"cannot read {p}: {e.strerror}") from None
+    try:
+        data = json.loads(text) if p.suffix == ".json" else _yaml_load(text, p, max_nodes, max_depth)
     except (yaml.YAMLError, json.JSONDecodeError, RecursionError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FvbenchError(f"{p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {first}") from None
@@ -84,7 +147,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise FvbenchError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return dict(value)
+        args = typing.get_args(tp)
+        if len(args) != 2:
+            return dict(value)
+        return {_coerce(args[0], k, f"{where} key"): _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return value if isinstance(value, tp) else from_dict(tp, value, where)
     if tp is float:

@@ -20,3 +20,8 @@ class UnknownNameError(FvbenchError):
     def __init__(self, kind: str, name: str, known: list[str]):
         self.kind, self.name, self.known = kind, name, sorted(known)
         super().__init__(f"unknown {kind} {name!r}; known: {', '.join(self.known) or '(none)'}")
+
+
+class FvbenchWarning(UserWarning):
+    """Something in the user's data fvbench worked around (e.g. text in a numeric store column); the CLI prints
+    ``warning: <message>`` on one line."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -23,8 +24,8 @@ def vbench_file_name(prompt: str, sample: int) -> tuple[str, bool]:
     """File name for (prompt, sample) and whether it is VBench's own ``{prompt}-{sample}.mp4``.
 
     The raw prompt is used only when it is safe: no '/', NUL or control characters, not starting with '.', '-' or
-    '_', already NFC-normalised (so two prompts that normalise alike cannot share a name), and short enough for the
-    file system. Otherwise the name is ``_p-<sha256 of the prompt>-<sample>.mp4`` (never a raw name, which cannot
+    '_', already NFC-normalised (so two prompts that normalise alike cannot share a name), short enough for the
+    file system and encodable in its file-name encoding. Otherwise the name is ``_p-<sha256 of the prompt>-<sample>.mp4`` (never a raw name, which cannot
     start with '_'), and the exact prompt stays in the store.
     """
     name = f"{prompt}-{sample}.mp4"
@@ -35,10 +36,21 @@ def vbench_file_name(prompt: str, sample: int) -> tuple[str, bool]:
         and not any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in prompt)
         and unicodedata.normalize("NFC", prompt) == prompt
         and len(name.encode("utf-8")) <= NAME_MAX_BYTES
+        and _encodable(name)
     )
     if safe:
         return name, True
     return f"_p-{hashlib.sha256(prompt.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}-{sample}.mp4", False
+
+
+def _encodable(name: str) -> bool:
+    """Whether this system can write ``name`` as a file name (not under an ASCII locale with UTF-8 mode off, e.g.
+    ``LANG=C PYTHONUTF8=0 PYTHONCOERCECLOCALE=0``, when it holds non-ASCII characters)."""
+    try:
+        name.encode(sys.getfilesystemencoding(), "strict")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def safe_path(root: Path, *parts: str) -> Path:
@@ -115,7 +127,7 @@ def write_latest(runs_dir: Path, run_dir: Path) -> None:
     if pointer.is_symlink():
         raise FvbenchError(f"refusing to write through a symlink: {pointer}")
     tmp = runs_dir / f".{LATEST}.{os.getpid()}"
-    tmp.write_text(str(rel) + "\n")
+    tmp.write_text(str(rel) + "\n", encoding="utf-8")
     os.replace(tmp, pointer)
 
 
@@ -124,7 +136,7 @@ def latest_run(runs_dir: Path) -> Path:
     pointer = Path(runs_dir) / LATEST
     if not pointer.is_file():
         raise FvbenchError(f"no run found under {runs_dir} (no {pointer}); run `fvbench run` first or pass RUN_DIR")
-    name = pointer.read_text().strip()
+    name = pointer.read_text(encoding="utf-8").strip()
     run = Path(runs_dir) / name
     if not name or ".." in Path(name).parts or not run.is_dir():
         raise FvbenchError(f"{pointer} points to {name!r}, which is not a run folder under {runs_dir}")

@@ -115,7 +115,8 @@ def execute(plan: Plan, run_dir: Path, worker, executor=None,
             store.set_info("last_finished", {"at": time.time(), "done": summary.done, "failed": summary.failed,
                                              "skipped": summary.skipped, "seconds": summary.seconds})
             tmp = run_dir / ".run.json.tmp"
-            tmp.write_text(json.dumps({**(run_info or {}), "plan_hash": plan.plan_hash}, indent=2, default=str))
+            tmp.write_text(json.dumps({**(run_info or {}), "plan_hash": plan.plan_hash}, indent=2, default=str),
+                           encoding="utf-8")
             tmp.replace(run_dir / "run.json")
         finally:
             store.close()

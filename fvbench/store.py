@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from fvbench.errors import FvbenchError
+from fvbench.errors import FvbenchError, FvbenchWarning
 
 SCHEMA_VERSION = 1
 STORE_NAME = "results.sqlite"
@@ -147,13 +148,40 @@ def load_results(run_dir: str | Path, include_failed: bool = True):
         metrics = pd.read_sql_query("SELECT unit_hash, metric, value FROM metrics", store.conn)
     finally:
         store.close()
+    bad = _numeric(units, [c for c, t in UNIT_COLUMNS.items() if t in ("INTEGER", "REAL")],
+                   units.config.astype(str) + " / " + units.prompt_id.astype(str))
+    bad += _numeric(metrics, ["value"],
+                    "metric " + metrics.metric.astype(str) + " of " + metrics.unit_hash.astype(str).str[:12])
+    if bad:
+        warnings.warn(f"{store.path}: text in numeric column(s), read as missing (was the store edited by hand?): "
+                      f"{'; '.join(bad[:5])}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}",
+                      FvbenchWarning, stacklevel=2)
     if not include_failed:
         units = units[units.status == "done"]
     if len(metrics):
         wide = metrics.pivot(index="unit_hash", columns="metric", values="value")
         wide.columns = [f"metric:{c}" for c in wide.columns]
         units = units.merge(wide, left_on="unit_hash", right_index=True, how="left")
-    return units.reset_index(drop=True)
+    units = units.reset_index(drop=True)
+    units.attrs["bad_values"] = bad  # `fvbench check` refuses such a store; the report lists them
+    return units
+
+
+def _numeric(df, columns: list[str], row_names) -> list[str]:
+    """Make ``columns`` numeric in place: a column with no value at all (stage II of a single-stage-only run) or with
+    text in it (SQLite keeps text in an INTEGER/REAL column) would otherwise load as object dtype and break
+    arithmetic downstream. Returns "column (row)" for each value that was not a number and is now missing."""
+    import pandas as pd
+
+    bad = []
+    for c in columns:
+        if c not in df:
+            continue
+        values = pd.to_numeric(df[c], errors="coerce")
+        lost = values.isna() & df[c].notna()
+        bad += [f"{c} ({name})" for name in row_names[lost]]
+        df[c] = values.astype(float) if values.dtype == object else values
+    return bad
 
 
 def load_metric_errors(run_dir: str | Path):

@@ -65,7 +65,7 @@ def test_a_symlink_in_the_run_folder_cannot_redirect_writes(tmp_path, capsys):
     from fvbench import load_results
 
     df = load_results(run)
-    assert rc == 0 and (df.status == "failed").all() and "symlink" in df.error.iloc[0]
+    assert rc == 3 and (df.status == "failed").all() and "symlink" in df.error.iloc[0]  # 3: videos failed
     link_run = tmp_path / "linked-run"
     os.symlink(elsewhere, link_run)
     assert main(["run", "--suite", str(prompts), "--presets", "tiny-dit", "--out", str(link_run)]) == 2

@@ -32,9 +32,16 @@ def _tera(x: float) -> str:
 @click.option("--gpu-tflops", type=float, help="Peak dense TFLOP/s instead of the --gpu table value.")
 @click.option("--utilization", default=0.4, show_default=True, type=float, help="Assumed fraction of peak.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--allow-large", is_flag=True,
+              help="Lift the ceilings on NFE, frames and height/width (counting runs nothing; also FVBENCH_ALLOW_LARGE=1).")
 def flops(preset: str | None, resolution: str | None, frames: int | None, nfe: int | None, sets: tuple[str, ...],
-          comparison: str | None, gpu: str, gpu_tflops: float | None, utilization: float, as_json: bool) -> None:
+          comparison: str | None, gpu: str, gpu_tflops: float | None, utilization: float, as_json: bool,
+          allow_large: bool) -> None:
     """FLOPs per component and stage of one video (1 multiply-add = 2 FLOPs), counted on the meta device."""
+    if allow_large:
+        from fvbench.generation.presets import lift_ceilings
+
+        lift_ceilings()
     if comparison:
         _compare(comparison, gpu, gpu_tflops, utilization, as_json)
         return

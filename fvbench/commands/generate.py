@@ -38,14 +38,18 @@ def parse_overrides(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--frames", type=int, help="Override the frame count (4k+1, odd latent count).")
 @click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Folder with the preset's weights.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--allow-large", is_flag=True,
+              help="Lift the ceilings on NFE, frames and height/width on purpose (also FVBENCH_ALLOW_LARGE=1).")
 def generate(preset: str, prompt: str, seed: int, out: Path, stage1_nfe: int | None, stage2_nfe: int | None,
-             sets: tuple[str, ...], frames: int | None, weights: Path | None, device: str) -> None:
+             sets: tuple[str, ...], frames: int | None, weights: Path | None, device: str, allow_large: bool) -> None:
     """Generate one video and write OUT (mp4), OUT's stage previews and OUT.json (timings, NFE, parameters)."""
     from fvbench.generation.generator import Generator
-    from fvbench.generation.presets import get_preset
+    from fvbench.generation.presets import get_preset, lift_ceilings
     from fvbench.provenance import provenance
     from fvbench.video import write_mp4
 
+    if allow_large:
+        lift_ceilings()
     p = get_preset(preset)
     overrides = parse_overrides(sets)
     names = [s.name for s in p.stages]
@@ -85,7 +89,7 @@ def generate(preset: str, prompt: str, seed: int, out: Path, stage1_nfe: int | N
         "provenance": provenance(device),
     }
     json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(record, indent=2))
+    json_path.write_text(json.dumps(record, indent=2), encoding="utf-8")
     click.echo(f"total {result.ready_at[-1]:.2f} s wall for 1 video on {device} (text encode + all stages, 1 run); "
                f"timings -> {json_path}")
 
@@ -94,8 +98,9 @@ def generate(preset: str, prompt: str, seed: int, out: Path, stage1_nfe: int | N
 def presets() -> None:
     """List the generator presets under baselines/."""
     from fvbench.generation.presets import all_presets
+    from fvbench.textsafe import printable
 
     for name, p in all_presets().items():
         stages = " -> ".join(f"{s.name} {s.height}x{s.width} {s.solver} {s.nfe} NFE" for s in p.stages)
         where = "built in code" if p.builtin else f"weights: {p.weights_dir()}"
-        click.echo(f"{name:28s} {p.family:12s} {stages}  [{where}]")
+        click.echo(printable(f"{name:28s} {p.family:12s} {stages}  [{where}]"))

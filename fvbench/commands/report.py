@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from fvbench.errors import FvbenchError
+from fvbench.textsafe import printable
 
 
 def _run_dir(run_dir: Path | None) -> Path:
@@ -34,7 +35,8 @@ def report(run_dir: Path | None, out: Path | None) -> None:
 @click.option("--update", is_flag=True, help="Rewrite the baseline from this run (on purpose).")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="JUnit XML path (default RUN_DIR/check.xml).")
 def check(run_dir: Path | None, baseline: Path, update: bool, junit: Path | None) -> None:
-    """Compare a run with a committed baseline; exit 1 on any regression."""
+    """Compare a run with a committed baseline. Exit 0: passed; 1: a regression; 2: bad input (unreadable run,
+    baseline of the wrong shape)."""
     from fvbench.check import compare, load_baseline, write_baseline, write_junit
     from fvbench.store import load_results
 
@@ -42,6 +44,10 @@ def check(run_dir: Path | None, baseline: Path, update: bool, junit: Path | None
     df = load_results(run)
     if df.empty or not (df.status == "done").any():
         raise FvbenchError(f"{run} has no finished videos to check")
+    if df.attrs.get("bad_values"):
+        raise FvbenchError(f"{run}: the store holds text where numbers belong ({df.attrs['bad_values'][0]}"
+                           f"{' and more' if len(df.attrs['bad_values']) > 1 else ''}); a gate does not pass on "
+                           f"edited results: rerun into a new --out folder")
     if update:
         write_baseline(df, baseline, note=f"written by fvbench check --update from {run.name}")
         click.echo(f"baseline rewritten: {baseline}")
@@ -49,7 +55,7 @@ def check(run_dir: Path | None, baseline: Path, update: bool, junit: Path | None
     results = compare(df, load_baseline(baseline))
     width = max(len(r.name) for r in results) if results else 10
     for r in results:
-        click.echo(f"{r.status.upper():9s} {r.name:{width}s}  {r.detail}")
+        click.echo(printable(f"{r.status.upper():9s} {r.name:{width}s}  {r.detail}"))
     junit = junit or run / "check.xml"
     write_junit(results, junit)
     regressed = [r for r in results if r.status == "regressed"]

@@ -10,9 +10,11 @@ from pathlib import Path
 import click
 
 from fvbench.errors import FvbenchError
+from fvbench.textsafe import printable
 
 CPU_DEFAULT_LIMIT = 2
 CPU_DEFAULT_SAMPLES = 1
+EXIT_UNITS_FAILED = 3  # the run finished but some videos failed (0: all stored; 2: bad input, nothing run)
 
 
 def _ints(value: str | None, flag: str) -> tuple[int, ...]:
@@ -79,13 +81,22 @@ def _gemm_gflops() -> float:
 @click.option("--threads-per-worker", default=1, show_default=True, type=int, help="Torch threads per Ray actor.")
 @click.option("--address", help="Ray cluster address (default: start a local Ray).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (videos, predicted FLOPs, time estimate) and stop.")
+@click.option("--allow-large", is_flag=True,
+              help="Lift the ceilings on NFE (1000), frames (1025) and height/width (4096) on purpose "
+                   "(also FVBENCH_ALLOW_LARGE=1).")
 def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: str | None, sizes: str,
         presets: str | None, limit: str, samples: int | None, max_flops: float | None, base_seed: int,
         out: Path | None, save_videos: str, device: str, weights: Path | None, metric_names: str | None,
         warmup: bool, executor: str, workers: int, threads_per_worker: int, address: str | None,
-        dry_run: bool) -> None:
-    """Run a sweep of generators over a prompt suite and store one row per video."""
-    from fvbench.generation.presets import get_preset
+        dry_run: bool, allow_large: bool) -> None:
+    """Run a sweep of generators over a prompt suite and store one row per video.
+
+    Exit status: 0 every video stored; 2 bad input (nothing run); 3 the run finished but some videos failed (their
+    errors are in the store)."""
+    from fvbench.generation.presets import get_preset, lift_ceilings
+
+    if allow_large:
+        lift_ceilings()
     from fvbench.paths import default_runs_dir
     from fvbench.runner import make_plan
     from fvbench.spec import SweepOptions
@@ -151,21 +162,21 @@ def _print_plan(plan, n_limit, command: str, save_videos: str, metric_list: tupl
         by_base.setdefault(p.base, []).append(p)
     part = (f"the first {len(plan.suite.prompts)} of its {plan.suite_total} prompts (--limit {n_limit})"
             if n_limit is not None and n_limit < plan.suite_total else f"all {plan.suite_total} prompts")
-    click.echo(f"suite {plan.suite.name}: {part}, {plan.samples} sample(s) per prompt; sha256 {plan.suite.sha256[:16]}")
+    click.echo(f"suite {printable(plan.suite.name)}: {part}, {plan.samples} sample(s) per prompt; sha256 {plan.suite.sha256[:16]}")
     for base, pts in by_base.items():
         splits = ", ".join("/".join(map(str, p.nfe)) for p in pts)
-        click.echo(f"  preset {base}: {len(pts)} configuration(s), NFE {splits}")
+        click.echo(f"  preset {printable(base)}: {len(pts)} configuration(s), NFE {splits}")
     shared, naive = plan.stage1_computations()
     click.echo(f"  {len(plan.units)} videos; stage I computed {shared} times instead of {naive} (prefix sharing); "
                f"predicted compute {plan.total_flops() / 1e12:.2f} TFLOP for all videos; videos saved: {save_videos}")
     click.echo(f"  metrics per video: {', '.join(metric_list) or 'none'}")
     random = [b for b in by_base if get_preset(b).builtin]
     if random:
-        click.echo(f"  {', '.join(random)}: random weights (CPU scale): numbers measure compute and timing, not quality.")
+        click.echo(f"  {printable(', '.join(random))}: random weights (CPU scale): numbers measure compute and timing, not quality.")
     for line in scope_notes(list(by_base)):
-        click.echo(f"  {line}")
+        click.echo(f"  {printable(line)}")
     if n_limit is not None or plan.samples < plan.suite.samples_per_prompt:
-        click.echo(f"  whole suite: fvbench run {command} --limit all --samples {plan.suite.samples_per_prompt}")
+        click.echo(f"  whole suite: fvbench run {printable(command)} --limit all --samples {plan.suite.samples_per_prompt}")
 
 
 def _print_estimate(plan) -> None:
@@ -179,7 +190,7 @@ def _print_estimate(plan) -> None:
         f = plan.flops[p.config_hash]["total"]
         rows.append({"config": p.label, "videos": n, "TFLOP/video": f / 1e12, "est. s/video": f / (assumed * 1e9)})
     df = pd.DataFrame(rows)
-    click.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    click.echo(printable(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"), keep_newlines=True))
     total = plan.total_flops() / (assumed * 1e9)
     click.echo(f"time estimate (rough): {total / 60:.1f} min for {len(plan.units)} videos, from FLOPs at 25% of this "
                f"machine's measured fp32 GEMM throughput ({gflops:.0f} GFLOP/s, 1 measurement of 3 repeats); "
@@ -220,7 +231,7 @@ def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, sav
     def on_result(result) -> None:
         bar.update(1)
         if result.row.get("status") == "failed":
-            bar.write(f"failed: {result.row['config']} {result.row['prompt_id']}: {result.row['error']}")
+            bar.write(printable(f"failed: {result.row['config']} {result.row['prompt_id']}: {result.row['error']}"))
 
     info = {"command": " ".join(sys.argv), "suite_arg": suite_name, "provenance": prov, "metrics": list(metric_list)}
     prepare_run_dir(run_dir)
@@ -243,6 +254,12 @@ def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, sav
                f"{summary.seconds:.1f} s wall on {prov['device']} ({prov.get('device_name')}, "
                f"{prov.get('torch_threads')} threads)")
     _print_summary(run_dir)
+    if summary.failed:
+        click.echo(f"error: {summary.failed} of {len(plan.units)} videos failed (exit status {EXIT_UNITS_FAILED}); "
+                   f"each error is in the store's error column ({run_dir / 'results.sqlite'}, status 'failed'; "
+                   f"`fvbench report {run_dir}` lists them under 'Missing and failed'); rerun the same command to "
+                   f"retry only those", err=True)
+        raise click.exceptions.Exit(EXIT_UNITS_FAILED)
 
 
 def _print_summary(run_dir: Path) -> None:
@@ -259,7 +276,7 @@ def _print_summary(run_dir: Path) -> None:
     table["tflop"] = table["tflop"] / 1e12
     click.echo("per configuration (means over videos; seconds are wall time per video on this device; "
                "total_s = text encode + all stages as if stage I were not shared; tflop = FLOPs per video / 1e12):")
-    click.echo(table.to_string(float_format=lambda v: f"{v:.3g}"))
+    click.echo(printable(table.to_string(float_format=lambda v: f"{v:.3g}"), keep_newlines=True))
     s1_measured = done.loc[done.s1_shared == 0, "s1_seconds"].sum()
     s1_naive = done["s1_seconds"].sum()
     if s1_naive > 0 and len(done) > 1:
@@ -267,8 +284,9 @@ def _print_summary(run_dir: Path) -> None:
                    f"({s1_measured / s1_naive:.2f}x) for the videos generated")
     unnamed = done[done.vbench_name == 0].prompt.nunique()
     if unnamed:
-        click.echo(f"{unnamed} prompt(s) cannot be VBench file names (path characters, control characters, length or "
-                   f"Unicode normalisation): their videos are named _p-<sha256>-<i>.mp4 and the exact prompt is in "
+        click.echo(f"{unnamed} prompt(s) cannot be VBench file names (path characters, control characters, length, "
+                   f"Unicode normalisation, or characters this system's {sys.getfilesystemencoding()} file names "
+                   f"cannot hold): their videos are named _p-<sha256>-<i>.mp4 and the exact prompt is in "
                    f"the store (columns prompt, s*_video_path)")
     click.echo(f"results: fvbench.load_results({str(run_dir)!r}); report: fvbench report {run_dir}")
 
@@ -279,7 +297,7 @@ def suites() -> None:
     from fvbench.suites import list_suites
 
     for name in list_suites():
-        click.echo(name)
+        click.echo(printable(name))
 
 
 @click.command()

@@ -23,7 +23,7 @@ def models() -> None:
         folder = shipped_weights(spec.name)
         state = "not shipped"
         if (folder / "config.json").is_file():
-            record = json.loads((folder / "training.json").read_text())
+            record = json.loads((folder / "training.json").read_text(encoding="utf-8"))
             state = (f"shipped, trained {record['steps_done']}/{record['spec']['steps']} steps "
                      f"in {record['train_seconds']:.0f} s on {record['threads']} thread(s)")
         click.echo(f"{spec.name:10s} {spec.kind:7s} steps {spec.steps:5d} batch {spec.batch_size:3d} "

@@ -7,6 +7,7 @@ stages. A FlashVideo cascade has two stages; a single-stage DiT baseline has one
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,30 @@ from fvbench.paths import data_dir, weights_root
 
 Solver = Literal["dpm++2m", "ddim", "flow-euler"]
 PACKAGE_PREFIX = "package:"  # ``weights: package:shapesworld/weights`` = a folder inside the installed fvbench package
+
+# Ceilings that keep a typo (``nfe: 1000000000``) from planning petaFLOPs or allocating gigabytes; far above any
+# published setting (1000 = a full DDPM schedule; 1080p and 4K fit; LTX-Video's 257 frames fit). Lifted on purpose
+# by FVBENCH_ALLOW_LARGE=1 or `--allow-large` on `fvbench run` / `generate` / `flops`.
+MAX_NFE = 1000
+MAX_FRAMES = 1025
+MAX_SIDE = 4096
+ALLOW_LARGE_ENV = "FVBENCH_ALLOW_LARGE"
+
+
+def allow_large() -> bool:
+    """True when the user lifted the NFE/frame/resolution ceilings on purpose."""
+    return os.environ.get(ALLOW_LARGE_ENV, "").strip() not in ("", "0")
+
+
+def lift_ceilings() -> None:
+    """`--allow-large`: lift the ceilings for this process and the workers it starts (through the environment)."""
+    os.environ[ALLOW_LARGE_ENV] = "1"
+
+
+def _ceiling(what: str, value: int, limit: int) -> None:
+    if value > limit and not allow_large():
+        raise ValueError(f"{what} {value} is over fvbench's limit of {limit}; to run it on purpose pass --allow-large "
+                         f"or set {ALLOW_LARGE_ENV}=1")
 
 
 @dataclass(frozen=True)
@@ -59,6 +84,9 @@ class StageConfig:
             raise ValueError(f"stage {self.name!r}: NFE must be positive, got {self.nfe}")
         if self.height <= 0 or self.width <= 0:
             raise ValueError(f"stage {self.name!r}: resolution must be positive, got {self.height}x{self.width}")
+        _ceiling(f"stage {self.name!r}: NFE", self.nfe, MAX_NFE)
+        _ceiling(f"stage {self.name!r}: height", self.height, MAX_SIDE)
+        _ceiling(f"stage {self.name!r}: width", self.width, MAX_SIDE)
         if self.cfg < 1.0:
             raise ValueError(f"stage {self.name!r}: cfg must be >= 1 (1 disables guidance), got {self.cfg}")
         if not 0 <= self.noise_step < 1000:
@@ -94,6 +122,7 @@ class Preset:
     def __post_init__(self) -> None:
         if not self.stages:
             raise ValueError("a preset needs at least one stage")
+        _ceiling("frames", self.frames, MAX_FRAMES)
         if self.stages[0].init != "noise":
             raise ValueError("the first stage must start from noise")
         for role in ("tokenizer", "text_encoder", "vae"):

@@ -148,7 +148,7 @@ def close_workers() -> None:
 
 def _log_tail(worker_log: Path, lines: int = 3) -> str:
     try:
-        text = worker_log.read_text(errors="replace").strip().splitlines()
+        text = worker_log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
     except OSError:
         return ""
     return " | ".join(text[-lines:])[:400]
@@ -203,8 +203,8 @@ class PyIQAMetric(VideoMetric):
         if missing:
             raise MissingWeightsError(f"{self.name}: " + "; ".join(missing))
         scratch = Path(tempfile.mkdtemp(prefix="fvbench-pyiqa-"))
-        (scratch / "worker.py").write_text(WORKER)
-        log = open(scratch / "worker.log", "w")
+        (scratch / "worker.py").write_text(WORKER, encoding="utf-8")
+        log = open(scratch / "worker.log", "w", encoding="utf-8")
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
         proc = subprocess.Popen([key[0], str(scratch / "worker.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=log, text=True, bufsize=1, env=env)

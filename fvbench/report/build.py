@@ -1,6 +1,7 @@
 """Build the report of a run: a self-contained HTML page (plots and videos embedded) and a Markdown twin.
 
-Every piece of text from the run (prompts, preset names, errors) is HTML-escaped; the page loads nothing from
+Every piece of text from the run (prompts, preset names, errors) is HTML-escaped in the page and escaped as
+literal text in the Markdown (no links, images, headings or raw HTML from the data); the page loads nothing from
 the network (no scripts, no external styles, images and GIFs as data: URIs).
 """
 
@@ -11,6 +12,7 @@ import html
 import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from fvbench.report import plots
 from fvbench.report import shapesworld as sw_report
 from fvbench.report.tables import best_under_budget, config_table, metric_columns
 from fvbench.store import load_metric_errors, load_results, open_store
+from fvbench.textsafe import markdown_text, printable
 
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
@@ -71,7 +74,7 @@ def _html_table(df: pd.DataFrame, left: tuple[str, ...] = ("config", "preset", "
 
 
 def _md_table(df: pd.DataFrame) -> str:
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    esc = markdown_text
     lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(esc(_fmt(v)) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
@@ -109,22 +112,22 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
     prov = plan.get("provenance", {})
     title = f"fvbench report: {run_dir.name}"
     html_parts.append(f"<h1>{_e(title)}</h1>")
-    md.append(f"# {title}\n")
+    md.append(f"# {markdown_text(title)}\n")
     first = df.iloc[0] if len(df) else None
     summary = (f"suite {plan.get('suite', '?')} ({plan.get('suite_prompts', '?')} of {plan.get('suite_total', '?')} "
                f"prompts, {plan.get('samples', '?')} sample(s) each); {len(df)} videos in the store, "
                f"{len(failed)} failed; device {first.device if first is not None else '?'} "
                f"({first.device_name if first is not None else '?'}, {first.threads if first is not None else '?'} threads)")
     html_parts.append(f"<p>{_e(summary)}</p>")
-    md.append(summary + "\n")
+    md.append(markdown_text(summary) + "\n")
     if len(df) and (df.preset.str.startswith(("cpu-", "tiny-"))).all():
         note = ("CPU-scale presets have random weights: quality metrics here describe random networks; costs, "
                 "timings and FLOPs are real measurements.")
         html_parts.append(f'<p class="warn">{_e(note)}</p>')
-        md.append(f"> {note}\n")
+        md.append(f"> {markdown_text(note)}\n")
     for note in scope_notes(list(df.preset)):
         html_parts.append(f'<p class="warn">{_e(note)}</p>')
-        md.append(f"> {note}\n")
+        md.append(f"> {markdown_text(note)}\n")
 
     # Answer first: best split under budgets.
     if len(table) and metrics:
@@ -138,7 +141,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
                              f"{best.flops / 1e12:.3g} TFLOP, {best.total_s:.3g} s per video)")
         html_parts.append("<h2>Best configuration under a FLOP budget</h2><ul>" +
                           "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>")
-        md.append("## Best configuration under a FLOP budget\n" + "\n".join(f"- {line}" for line in lines) + "\n")
+        md.append("## Best configuration under a FLOP budget\n" + "\n".join(f"- {markdown_text(line)}" for line in lines) + "\n")
 
     if len(table) and sw_report.applies(table):
         lines = sw_report.findings(table)
@@ -146,15 +149,21 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
                 "detectors), detail = energy above the 16x16 limit relative to the real world (ideal 1.0).")
         html_parts.append(f"<h2>ShapesWorld targets</h2><p class='small'>{_e(note)}</p><ul>" +
                           "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>")
-        md.append(f"## ShapesWorld targets\n{note}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
+        md.append(f"## ShapesWorld targets\n{markdown_text(note)}\n\n" + "\n".join(f"- {markdown_text(line)}" for line in lines) + "\n")
 
-    shown = table.copy()
-    shown["flops"] = shown.flops / 1e12
-    shown = shown.rename(columns={"flops": "TFLOP/video", "total_s": "s/video", "preview_s": "s to preview"})
-    caption = ("Per configuration: means over videos; metrics as mean [95% bootstrap interval over prompts]; "
-               "s/video = wall seconds of all stages as if stage I were not shared; n = videos.")
-    html_parts.append(f"<h2>Configurations</h2><p class='small'>{_e(caption)}</p>{_html_table(shown)}")
-    md.append(f"## Configurations\n{caption}\n\n{_md_table(shown)}\n")
+    if len(table):
+        shown = table.copy()
+        shown["flops"] = shown.flops / 1e12
+        shown = shown.rename(columns={"flops": "TFLOP/video", "total_s": "s/video", "preview_s": "s to preview"})
+        caption = ("Per configuration: means over videos; metrics as mean [95% bootstrap interval over prompts]; "
+                   "s/video = wall seconds of all stages as if stage I were not shared; n = videos.")
+        html_parts.append(f"<h2>Configurations</h2><p class='small'>{_e(caption)}</p>{_html_table(shown)}")
+        md.append(f"## Configurations\n{markdown_text(caption)}\n\n{_md_table(shown)}\n")
+    else:
+        note = (f"no finished videos: all {len(df)} in the store failed (see Missing and failed below)" if len(df)
+                else "no videos in the store yet")
+        html_parts.append(f"<h2>Configurations</h2><p class='warn'>{_e(note)}</p>")
+        md.append(f"## Configurations\n{markdown_text(note)}\n")
 
     figures: list[tuple[str, bytes]] = []
     if len(table):
@@ -175,7 +184,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
     for i, (name, png) in enumerate(figures):
         (out_dir / f"plot{i}.png").write_bytes(png)
         html_parts.append(f"<h3>{_e(name)}</h3>{_img(png, name)}")
-        md.append(f"### {name}\n![{name}](plot{i}.png)\n")
+        md.append(f"### {markdown_text(name)}\n![{markdown_text(name)}](plot{i}.png)\n")
 
     # Videos: for a few prompts, the stage-I preview, the cascade output and the single-stage output side by side.
     html_parts.append("<h2>Videos</h2>")
@@ -207,7 +216,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
         note = ("VBench standard protocol, scored out of process (fvbench score --vbench-python); Total = "
                 "(4 Quality + Semantic) / 5 with the official normalisation; n/a where not all dimensions were scored")
         html_parts.append(f"<h2>VBench</h2><p class='small'>{_e(note)}</p>{_html_table(table_vb)}")
-        md.append(f"## VBench\n{note}\n\n{_md_table(table_vb)}\n")
+        md.append(f"## VBench\n{markdown_text(note)}\n\n{_md_table(table_vb)}\n")
 
     sets = [(k.split(":", 2)[1], k.split(":", 2)[2], v) for k, v in info.items() if k.startswith("set:")]
     if sets:
@@ -223,17 +232,20 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
     items = [f"metric {n} unavailable: {why}" for n, why in unavailable]
     items += [f"metric {r.metric} failed on {r.unit_hash[:12]}: {r.error}" for r in metric_errors.head(20).itertuples()]
     items += [f"video failed: {r.config} / {r.prompt_id} sample {r.sample}: {r.error}" for r in failed.head(50).itertuples()]
+    items += [f"text in a numeric store column, read as missing: {b}" for b in df.attrs.get("bad_values", [])[:20]]
     if not items:
         items = ["nothing: every video and metric in this run succeeded"]
     html_parts.append("<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>")
-    md.append("\n".join(f"- {i}" for i in items) + "\n")
+    md.append("\n".join(f"- {markdown_text(i)}" for i in items) + "\n")
 
     provenance = {"run": str(run_dir), "git": prov.get("git") or (first.git if first is not None else None),
                   "versions": prov.get("versions") or (json.loads(first.versions) if first is not None and first.versions else {}),
                   "device": prov.get("device_name"), "suite_sha256": plan.get("suite_sha256"),
                   "command": plan.get("command"), "report_written": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     html_parts.append(f"<h2>Provenance</h2><pre>{_e(json.dumps(provenance, indent=2, default=str))}</pre>")
-    md.append(f"## Provenance\n```\n{json.dumps(provenance, indent=2, default=str)}\n```\n")
+    prov_text = printable(json.dumps(provenance, indent=2, default=str), keep_newlines=True)
+    fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", prov_text)), default=0))  # longer than any run inside
+    md.append(f"## Provenance\n{fence}\n{prov_text}\n{fence}\n")
 
     page = (f"<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='Content-Security-Policy' "
             f"content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\"><title>{_e(title)}</title>"

@@ -22,16 +22,23 @@ def bootstrap_ci(per_prompt: np.ndarray, n_boot: int = 1000, seed: int = 0) -> t
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def _first(values: pd.Series) -> int | None:
+    """A per-configuration constant (NFE, parameters) from its first row that has it; None when none has (a stage
+    the preset lacks, or a value lost to a hand-edited store)."""
+    known = values.dropna()
+    return int(known.iloc[0]) if len(known) else None
+
+
 def config_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: identity, n, costs, and each metric's mean [95% CI over prompts]."""
     done = df[df.status == "done"]
     rows = []
     for config, g in done.groupby("config", sort=False):
+        s2_params = _first(g.s2_params)
         row = {"config": config, "preset": g.preset.iloc[0], "family": g.family.iloc[0], "size": g["size"].iloc[0],
-               "stage1_nfe": int(g.s1_nfe.iloc[0]),
-               "stage2_nfe": int(g.s2_nfe.iloc[0]) if g.s2_nfe.notna().any() else None,
+               "stage1_nfe": _first(g.s1_nfe), "stage2_nfe": _first(g.s2_nfe),
                "n": int(len(g)), "prompts": int(g.prompt_id.nunique()),
-               "params": int(g.s1_params.iloc[0] + (g.s2_params.iloc[0] if g.s2_params.notna().any() else 0)),
+               "params": _first(g.s1_params + (s2_params or 0)),
                "flops": float(g.flops_total.mean()), "total_s": float(g.total_s.mean()),
                "preview_s": float(g.preview_s.mean()) if g.preview_s.notna().any() else float("nan")}
         for c in metric_columns(done):

@@ -155,7 +155,7 @@ def _write_record(folder: Path, spec: TrainSpec, seed: int, step: int, curve: li
               "curve": {"step": [c[0] for c in curve], "loss": [c[1] for c in curve], "seconds": [c[2] for c in curve]},
               "note": "loss = mean training MSE over the last log_every steps; seconds = wall time since start"}
     tmp = folder / (RECORD + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
     tmp.replace(folder / RECORD)
 
 

@@ -69,11 +69,13 @@ resolution); diffusers' own CogVideoX conversion has the same.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pickle
 import re
 import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -158,29 +160,92 @@ def load_sat_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[st
         raise FvbenchError(f"{path} is not a readable checkpoint: the file is empty")
     is_zip = zipfile.is_zipfile(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+        with warnings.catch_warnings():  # the refusal below says what matters; torch's protocol notice is noise
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as e:
-        needs = _unsafe_globals(path, e, is_zip)
-        if not needs:  # refused for another reason than a global: a damaged pickle stream
+        needs = _unsafe_globals(path, is_zip)
+        if needs is None:  # the pickle stream itself does not parse: a damaged file
             raise FvbenchError(f"{path} is not a readable checkpoint (corrupt or truncated): {_reason(e)}") from None
         if not trust_pickle:
-            raise FvbenchError(f"{path} is a full pickle that weights_only loading refuses (it needs "
-                               f"{', '.join(needs[:4])}); {TRUST_HINT}") from None
+            what = (f"it needs {', '.join(needs[:4])}" if needs else
+                    "it uses pickle features weights_only loading does not read" + ("" if is_zip else
+                                                                                   ", as legacy non-zip torch.save files "
+                                                                                   "written with pickle protocol 4+ do"))
+            raise FvbenchError(f"{path} is a full pickle that weights_only loading refuses ({what}); "
+                               f"{TRUST_HINT}") from None
         data = _load_trusted(path, is_zip)
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, KeyError, EOFError... for damaged files
         raise FvbenchError(f"{path} is not a readable checkpoint (corrupt or truncated): {_reason(e)}") from None
     return _state_dict_of(data, path)
 
 
-def _unsafe_globals(path: Path, error: Exception, is_zip: bool) -> list[str]:
-    """The globals weights_only refused ([] if the failure was not about globals, i.e. the file is damaged)."""
-    if is_zip:
-        try:
-            return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-        except Exception:  # noqa: BLE001 - an unreadable pickle inside the zip: damaged
-            return []
-    m = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-    return [m.group(1)] if m else []
+def _unsafe_globals(path: Path, is_zip: bool) -> list[str] | None:
+    """The globals a checkpoint's pickle references that weights_only loading does not allow, read from the pickle
+    opcodes without running them; None when the pickle stream does not parse (a damaged file).
+
+    Works on both formats (a zip's ``*/data.pkl``; a legacy file's leading pickles: magic number, protocol, system
+    info, then the object), so the verdict never depends on the wording of torch's error message.
+    """
+    try:
+        if is_zip:
+            with zipfile.ZipFile(path) as z:
+                names = [n for n in z.namelist() if n.endswith("data.pkl")]
+                if not names:
+                    return None
+                found = _pickle_globals(io.BytesIO(z.read(names[0])), 1)
+        else:
+            with open(path, "rb") as f:
+                found = _pickle_globals(f, 4)
+    except Exception:  # noqa: BLE001 - zipfile, pickletools and reads fail in many ways on damaged bytes
+        return None
+    allowed = set(_weights_only_allowed())
+    return [g for g in dict.fromkeys(found) if g not in allowed]
+
+
+def _pickle_globals(stream: Any, max_pickles: int) -> list[str]:
+    """``module.name`` of every GLOBAL / STACK_GLOBAL in up to ``max_pickles`` consecutive pickles (opcodes only)."""
+    import pickletools
+
+    found: list[str] = []
+    for _ in range(max_pickles):
+        if not stream.read(1):
+            break  # end of file between pickles (a plain pickle holds one)
+        stream.seek(-1, io.SEEK_CUR)
+        strings: list[str] = []  # string values pushed so far, for STACK_GLOBAL's module and name
+        memo: dict[int, str | None] = {}
+        last: str | None = None  # the string the previous opcode pushed, if it pushed one
+        for op, arg, _ in pickletools.genops(stream):
+            pushed = None
+            if op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", ".").replace("__builtin__.", "builtins.", 1))
+            elif op.name == "STACK_GLOBAL":
+                found.append(".".join(strings[-2:]) if len(strings) >= 2 else "(unnamed global)")
+            elif op.name.endswith("UNICODE") and isinstance(arg, str):
+                pushed = arg
+            elif op.name in ("MEMOIZE", "BINPUT", "LONG_BINPUT", "PUT"):  # stores the top of the stack, pushes nothing
+                memo[len(memo) if op.name == "MEMOIZE" else int(arg)] = last
+                continue
+            elif op.name in ("BINGET", "LONG_BINGET", "GET"):
+                pushed = memo.get(int(arg))
+            if pushed is not None:
+                strings.append(pushed)
+            last = pushed
+    return found
+
+
+def _weights_only_allowed() -> list[str]:
+    """Globals torch's weights_only unpickler accepts (its built-in list plus ones the user registered)."""
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        names = list(_get_allowed_globals())
+    except (ImportError, AttributeError):  # a private helper: without it every global is listed, none wrongly hidden
+        names = []
+    for g in torch.serialization.get_safe_globals():
+        obj = g[0] if isinstance(g, tuple) else g
+        names.append(f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)}")
+    return names
 
 
 def _load_trusted(path: Path, is_zip: bool) -> Any:
@@ -469,7 +534,22 @@ def convert_flashvideo(stage1: str | Path | None, stage2: str | Path | None, vae
         if (out / role).exists() and not overwrite:
             raise FvbenchError(f"{out / role} already exists; remove it or pass --overwrite (library: overwrite=True)")
     configs = configs if configs is not None else flashvideo_configs(like)
+    created = [d for d in (out, *out.parents) if not d.exists()]  # removed again (if still empty) on failure
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _convert_into(out, sources, configs, trust_pickle, lora_alpha, log)
+    except BaseException:
+        for d in created:  # deepest first; rmdir refuses a folder that holds anything (a part already converted)
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _convert_into(out: Path, sources: dict[str, Path], configs: dict[str, dict[str, Any]], trust_pickle: bool,
+                  lora_alpha: float, log: Callable[[str], None] | None) -> list[ConvertedPart]:
+    """The conversions of :func:`convert_flashvideo`, into an existing folder ``out``."""
     done = []
     for role, path in sources.items():
         state = load_sat_checkpoint(path, trust_pickle)
