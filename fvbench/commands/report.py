@@ -36,9 +36,15 @@ def report(run_dir: Path | None, out: Path | None) -> None:
 def check(run_dir: Path | None, baseline: Path, update: bool, junit: Path | None) -> None:
     """Compare a run with a committed baseline; exit 1 on any regression."""
     from fvbench.check import compare, load_baseline, write_baseline, write_junit
+    from fvbench.runfiles import output_file, safe_path
     from fvbench.store import load_results
 
     run = _run_dir(run_dir)
+    # every output path is checked before any work, so a bad one cannot turn a passing check into a failure
+    if update:
+        baseline = output_file(baseline, "--baseline")
+    else:
+        junit = output_file(junit, "--junit") if junit is not None else safe_path(run, "check.xml")
     df = load_results(run)
     if df.empty or not (df.status == "done").any():
         raise FvbenchError(f"{run} has no finished videos to check")
@@ -50,7 +56,6 @@ def check(run_dir: Path | None, baseline: Path, update: bool, junit: Path | None
     width = max(len(r.name) for r in results) if results else 10
     for r in results:
         click.echo(f"{r.status.upper():9s} {r.name:{width}s}  {r.detail}")
-    junit = junit or run / "check.xml"
     write_junit(results, junit)
     regressed = [r for r in results if r.status == "regressed"]
     click.echo(f"{len(results) - len(regressed)} passed or skipped, {len(regressed)} regressed; JUnit XML: {junit}")
