@@ -10,7 +10,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import signal
 import tempfile
+import threading
 import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Iterator
 from fvbench.errors import FvbenchError
 
 NAME_MAX_BYTES = 255
+TMP_PREFIX = ".tmp-"
 LATEST = "latest"
 
 
@@ -99,30 +102,68 @@ def safe_dir(root: Path, *parts: str) -> Path:
 
 
 @contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Hold a Ctrl-C until the block ends, then raise it (a second Ctrl-C interrupts at once).
+
+    A KeyboardInterrupt raised inside ``fork()``'s at-fork hooks (ffmpeg starting) is printed as "Exception ignored"
+    and lost, so the run went on; holding it keeps a video write whole and the interrupt honoured. Main thread only
+    (signal handlers cannot be set elsewhere).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+
+    def hold(signum, frame) -> None:
+        got.append(signum)
+        if len(got) > 1:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if got:
+        raise KeyboardInterrupt
+
+
+@contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """A fresh temporary file beside ``path`` for the caller to fill; renamed over ``path`` when the block succeeds.
 
     The temporary is created exclusively (``mkstemp``: a planted file or link of that name is never opened) and keeps
     ``path``'s suffix (writers pick formats by it). ``path`` is checked before and again just before the rename: a
-    symlink or a non-file there is refused. The rename replaces a name, never writes through it. On any failure,
-    Ctrl-C included, the temporary is removed.
+    symlink or a non-file there is refused. The rename replaces a name, never writes through it. A Ctrl-C waits for
+    the write to finish; on any failure the temporary is removed (stale ones of killed processes: :func:`remove_temps`).
     """
     path = Path(path)
     _plain_file_or_absent(path)
-    try:
-        fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    except OSError as e:
-        raise FvbenchError(f"cannot write in {path.parent}: {e.strerror}") from None
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        _plain_file_or_absent(path)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    with _interrupt_after():
+        try:
+            fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+        except OSError as e:
+            raise FvbenchError(f"cannot write in {path.parent}: {e.strerror}") from None
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            _plain_file_or_absent(path)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+
+def remove_temps(run_dir: Path) -> int:
+    """Remove temporaries a killed writer left in a run folder's video folders (call under the run's lock)."""
+    n = 0
+    for folder in RUN_OWNED_FOLDERS[:2]:
+        for tmp in Path(run_dir).glob(f"{folder}/*/{TMP_PREFIX}*"):
+            tmp.unlink()
+            n += 1
+    return n
 
 
 def write_atomic(path: Path, data: bytes | str) -> Path:

@@ -118,13 +118,14 @@ def execute(plan: Plan, run_dir: Path, worker, executor=None,
     ``before_work(units to generate)`` runs (model loading, warm-up), then generation.
     """
     from fvbench.executors.local import LocalExecutor
-    from fvbench.runfiles import RunLock, prepare_run_dir, safe_path, write_atomic
+    from fvbench.runfiles import RunLock, prepare_run_dir, remove_temps, safe_path, write_atomic
     from fvbench.store import open_store, video_problems
 
     run_dir = prepare_run_dir(run_dir)
     with RunLock(run_dir):
         store = open_store(run_dir, create=True)
         try:
+            remove_temps(run_dir)
             rows = store.video_rows()
             planned = {u.unit_hash for u in plan.units}
             lost = {h: why for h, why in video_problems(run_dir, rows).items() if h in planned}

@@ -36,7 +36,7 @@ def report(run_dir: Path | None, out: Path | None) -> None:
 def check(run_dir: Path | None, baseline: Path, update: bool, junit: Path | None) -> None:
     """Compare a run with a committed baseline; exit 1 on any regression."""
     from fvbench.check import compare, load_baseline, write_baseline, write_junit
-    from fvbench.runfiles import output_file, safe_path
+    from fvbench.runfiles import output_file
     from fvbench.store import load_results
 
     run = _run_dir(run_dir)
@@ -44,7 +44,7 @@ def check(run_dir: Path | None, baseline: Path, update: bool, junit: Path | None
     if update:
         baseline = output_file(baseline, "--baseline")
     else:
-        junit = output_file(junit, "--junit") if junit is not None else safe_path(run, "check.xml")
+        junit = output_file(junit if junit is not None else run / "check.xml", "--junit")
     df = load_results(run)
     if df.empty or not (df.status == "done").any():
         raise FvbenchError(f"{run} has no finished videos to check")
