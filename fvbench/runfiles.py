@@ -106,8 +106,9 @@ def _interrupt_after() -> Iterator[None]:
     """Hold a Ctrl-C until the block ends, then raise it (a second Ctrl-C interrupts at once).
 
     A KeyboardInterrupt raised inside ``fork()``'s at-fork hooks (ffmpeg starting) is printed as "Exception ignored"
-    and lost, so the run went on; holding it keeps a video write whole and the interrupt honoured. Main thread only
-    (signal handlers cannot be set elsewhere).
+    and lost, and one that kills a child (imageio-ffmpeg's ``ffmpeg -version`` probe) surfaced as an ordinary error
+    that failed one video while the run went on; holding it keeps a write whole and the interrupt honoured. Main
+    thread only (signal handlers cannot be set elsewhere).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -124,8 +125,8 @@ def _interrupt_after() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if got:
-        raise KeyboardInterrupt
+        if got:  # also when the block failed: the Ctrl-C may be why (it also kills children, e.g. ffmpeg -version)
+            raise KeyboardInterrupt
 
 
 @contextmanager
