@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import yaml
 
 from fvbench.dataio import from_dict, load_data
 from fvbench.errors import FvbenchError
+from fvbench.runfiles import atomic_output, write_atomic
 
 DEFAULT_TOLERANCES = {"metric_rel": 0.02, "metric_abs": 1e-6, "speed_ratio_rel": 0.5}
 
@@ -214,9 +214,7 @@ def write_baseline(df, path: Path, note: str = "") -> None:
             pass  # not a baseline: replaced whole
     if note:
         data = {"note": note, **data}
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(Path(path), yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
 def write_junit(results: list[CheckResult], path: Path) -> None:
@@ -230,4 +228,5 @@ def write_junit(results: list[CheckResult], path: Path) -> None:
             ET.SubElement(case, "failure", message=r.detail)
         elif r.status == "skipped":
             ET.SubElement(case, "skipped", message=r.detail)
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    with atomic_output(Path(path)) as tmp:
+        ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)

@@ -77,21 +77,63 @@ class RunSummary:
     failed: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    lost: dict[str, str] = field(default_factory=dict)  # unit_hash -> why its stored video was generated again
+
+
+def _check_video_names(plan: Plan, rows: list[dict[str, Any]], done: set[str], worker) -> None:
+    """Refuse a plan whose videos would replace a video that another unit (stored or planned) owns.
+
+    File names follow VBench (prompt text and sample), so two units differing only in prompt id or seed would share
+    a file; the second would silently replace the first one's video while both rows point at it.
+    """
+    owner: dict[str, str] = {}
+    for r in rows:
+        for i in (1, 2):
+            if r.get(f"s{i}_video_path"):
+                owner[r[f"s{i}_video_path"]] = r["unit_hash"]
+    who = {r["unit_hash"]: f"prompt id {r['prompt_id']!r}, seed {r['seed']}" for r in rows}
+    who.update({u.unit_hash: f"prompt id {u.prompt.id!r}, seed {u.seed}" for u in plan.units})
+    clashes = []
+    for u in plan.units:
+        if u.unit_hash in done:
+            continue
+        for path in worker.video_paths(u):
+            other = owner.setdefault(path, u.unit_hash)
+            if other != u.unit_hash:
+                clashes.append((path, who[other], who[u.unit_hash]))
+    if clashes:
+        path, a, b = clashes[0]
+        raise FvbenchError(f"{len(clashes)} video file(s) would be shared by two different units, e.g. {path} "
+                           f"({a}, and {b}): the same prompt text and sample with another prompt id or seed; "
+                           f"nothing was generated; use another --out folder for this run")
 
 
 def execute(plan: Plan, run_dir: Path, worker, executor=None,
-            on_result: Callable[[GroupResult], None] | None = None, run_info: dict[str, Any] | None = None) -> RunSummary:
-    """Run the plan into ``run_dir`` (created if needed); rows are committed one by one, done units are skipped."""
+            on_result: Callable[[GroupResult], None] | None = None, run_info: dict[str, Any] | None = None,
+            before_work: Callable[[list[Unit]], None] | None = None) -> RunSummary:
+    """Run the plan into ``run_dir`` (created if needed); rows are committed one by one, done units are skipped.
+
+    Everything about the folder is checked first, under its lock: its contents, the store, stored videos still on
+    disk (a missing or resized one is generated again), file names no two units share. Only then
+    ``before_work(units to generate)`` runs (model loading, warm-up), then generation.
+    """
     from fvbench.executors.local import LocalExecutor
-    from fvbench.runfiles import RunLock, prepare_run_dir
-    from fvbench.store import open_store
+    from fvbench.runfiles import RunLock, prepare_run_dir, remove_temps, safe_path, write_atomic
+    from fvbench.store import open_store, video_problems
 
     run_dir = prepare_run_dir(run_dir)
     with RunLock(run_dir):
         store = open_store(run_dir, create=True)
         try:
-            done = store.done_hashes()
-            summary = RunSummary(run_dir, skipped=sum(u.unit_hash in done for u in plan.units))
+            remove_temps(run_dir)
+            rows = store.video_rows()
+            planned = {u.unit_hash for u in plan.units}
+            lost = {h: why for h, why in video_problems(run_dir, rows).items() if h in planned}
+            done = store.done_hashes() - set(lost)
+            _check_video_names(plan, rows, done, worker)
+            summary = RunSummary(run_dir, skipped=sum(u.unit_hash in done for u in plan.units), lost=lost)
+            if before_work is not None:
+                before_work([u for u in plan.units if u.unit_hash not in done])
             store.set_info("last_plan", {**(run_info or {}), "suite": plan.suite.name,
                                          "suite_sha256": plan.suite.sha256, "suite_prompts": len(plan.suite.prompts),
                                          "suite_total": plan.suite_total, "samples": plan.samples,
@@ -114,10 +156,8 @@ def execute(plan: Plan, run_dir: Path, worker, executor=None,
             summary.seconds = time.perf_counter() - start
             store.set_info("last_finished", {"at": time.time(), "done": summary.done, "failed": summary.failed,
                                              "skipped": summary.skipped, "seconds": summary.seconds})
-            tmp = run_dir / ".run.json.tmp"
-            tmp.write_text(json.dumps({**(run_info or {}), "plan_hash": plan.plan_hash}, indent=2, default=str),
-                           encoding="utf-8")
-            tmp.replace(run_dir / "run.json")
+            write_atomic(safe_path(run_dir, "run.json"),
+                         json.dumps({**(run_info or {}), "plan_hash": plan.plan_hash}, indent=2, default=str))
         finally:
             store.close()
     return summary

@@ -113,6 +113,18 @@ def _check_text(text: Any, where: str) -> str:
     return text
 
 
+def _unique_texts(prompts: tuple[Prompt, ...], where: str) -> tuple[Prompt, ...]:
+    """Refuse two prompts with the same text: videos are named by text and sample (VBench's ``{prompt}-{i}.mp4``,
+    which VBench needs), so the second would replace the first one's video while both rows point at it."""
+    first: dict[str, str] = {}
+    for p in prompts:
+        if p.text in first:
+            raise FvbenchError(f"{where}: prompts {first[p.text]!r} and {p.id!r} have the same text {p.text[:60]!r}; "
+                               f"videos are named by prompt text, so keep one (for more videos of it use --samples)")
+        first[p.text] = p.id
+    return prompts
+
+
 def _prompts_from_yaml(items: Any, where: str) -> tuple[Prompt, ...]:
     if not isinstance(items, (list, tuple)):
         raise FvbenchError(f"{where}: 'prompts' must be a list")
@@ -141,7 +153,7 @@ def _prompts_from_yaml(items: Any, where: str) -> tuple[Prompt, ...]:
         out.append(p)
     if not out:
         raise FvbenchError(f"{where}: no prompts")
-    return tuple(out)
+    return _unique_texts(tuple(out), where)
 
 
 def load_prompt_file(path: Path) -> Suite:
@@ -159,7 +171,7 @@ def load_prompt_file(path: Path) -> Suite:
         texts = [line for line in lines if line.strip()]
         if not texts:
             raise FvbenchError(f"prompt file {path} has no prompts")
-        prompts = tuple(Prompt(f"p{i:04d}", t) for i, t in enumerate(texts))
+        prompts = _unique_texts(tuple(Prompt(f"p{i:04d}", t) for i, t in enumerate(texts)), f"prompt file {path}")
         return Suite(path.stem, prompts, _sha256(raw), str(path))
     if path.suffix in (".yaml", ".yml", ".json"):
         data = load_data(path)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from fvbench.runfiles import atomic_output
 
 
 def write_mp4(video: torch.Tensor | np.ndarray, path: str | Path, fps: int = 8) -> Path:
@@ -20,19 +20,12 @@ def write_mp4(video: torch.Tensor | np.ndarray, path: str | Path, fps: int = 8) 
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames (F, H, W, 3), got {frames.dtype} {frames.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".mp4", dir=path.parent, prefix=".tmp-")
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:  # removed on failure or Ctrl-C; never writes through a link at `path`
         # yuv420p plays everywhere; macro_block_size=1 avoids silent resizing (sizes here are multiples of 16).
-        with imageio.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=1, quality=None,
+        with imageio.get_writer(str(tmp), fps=fps, codec="libx264", macro_block_size=1, quality=None,
                                 pixelformat="yuv420p", ffmpeg_log_level="error", ffmpeg_params=["-crf", "12"]) as w:
             for f in frames:
                 w.append_data(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -59,13 +59,20 @@ class GroupWorker:
             self._flops[key] = preset_flops(unit.config.preset)
         return self._flops[key]
 
-    def _save(self, kind: str, unit: Unit, video: torch.Tensor) -> str | None:
-        if self.save_videos == "none" or (kind == "videos" and self.save_videos == "previews"):
-            return None
+    def video_paths(self, unit: Unit) -> list[str]:
+        """The files (relative to the run folder) this unit's videos will be written to, by the save setting."""
         name, _ = vbench_file_name(unit.prompt.text, unit.sample)
-        path = safe_path(self.run_dir, kind, unit.config.label, name)
-        write_mp4(video, path)
-        return str(path.relative_to(self.run_dir))
+        kinds = {"all": ("previews", "videos"), "previews": ("previews",), "none": ()}[self.save_videos]
+        cascade = len(unit.config.preset.stages) > 1
+        return [f"{kind}/{unit.config.label}/{name}" for kind in kinds if kind == "videos" or cascade]
+
+    def _save(self, kind: str, unit: Unit, video: torch.Tensor, row: dict[str, Any], stage: int) -> None:
+        if self.save_videos == "none" or (kind == "videos" and self.save_videos == "previews"):
+            return
+        name, _ = vbench_file_name(unit.prompt.text, unit.sample)
+        path = write_mp4(video, safe_path(self.run_dir, kind, unit.config.label, name))
+        row[f"s{stage}_video_path"] = str(path.relative_to(self.run_dir))
+        row[f"s{stage}_video_bytes"] = path.stat().st_size  # a rerun checks the file is still there, same size
 
     def process(self, group: UnitGroup, skip: set[str]) -> Iterator[GroupResult]:
         """Generate the group's units not in ``skip``, yielding a row as each video is done."""
@@ -112,8 +119,8 @@ class GroupWorker:
                     if i > 0:
                         row[f"s{i + 1}_init_shared"] = int(flag)
                 if len(outputs) > 1 and self.save_videos in ("previews", "all"):
-                    row["s1_video_path"] = self._save("previews", unit, outputs[0].video)
-                row[f"s{len(outputs)}_video_path"] = self._save("videos", unit, outputs[-1].video)
+                    self._save("previews", unit, outputs[0].video, row, 1)
+                self._save("videos", unit, outputs[-1].video, row, len(outputs))
                 metrics = self.metric_fn(outputs[-1].video, unit) if self.metric_fn else {}
                 yield GroupResult(row, metrics)
             except Exception as e:  # one failed unit is recorded and the sweep goes on

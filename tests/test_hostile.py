@@ -56,16 +56,27 @@ def test_a_symlink_in_the_run_folder_cannot_redirect_writes(tmp_path, capsys):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red cat\n")
     run = tmp_path / "run"
-    run.mkdir()
+    args = ["run", "--suite", str(prompts), "--presets", "tiny-dit", "--stage1-nfe", "1", "--metrics", "none"]
+    assert main([*args, "--save-videos", "none", "--out", str(run)]) == 0  # a run folder (store, no videos)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    os.symlink(elsewhere, run / "videos")
-    rc = main(["run", "--suite", str(prompts), "--presets", "tiny-dit", "--stage1-nfe", "1", "--out", str(run)])
+    (run / "videos").mkdir()
+    os.symlink(elsewhere, run / "videos" / "tiny-dit_s1-2")  # a symlink below the top: the unit fails
+    args[args.index("1")] = "2"
+    rc = main([*args, "--out", str(run)])
     assert list(elsewhere.iterdir()) == []
     from fvbench import load_results
 
     df = load_results(run)
-    assert rc == 3 and (df.status == "failed").all() and "symlink" in df.error.iloc[0]  # 3: videos failed
+    failed = df[df.status == "failed"]
+    assert rc == 3 and len(failed) == 1  # 3: a video failed
+    assert "symlink" in failed.error.iloc[0]
+    (run / "videos" / "tiny-dit_s1-2").unlink()
+    (run / "videos").rmdir()
+    os.symlink(elsewhere, run / "videos")  # at the top: the whole run is refused before any work
+    capsys.readouterr()
+    assert main([*args, "--out", str(run)]) == 2
+    assert "symlink" in capsys.readouterr().err and list(elsewhere.iterdir()) == []
     link_run = tmp_path / "linked-run"
     os.symlink(elsewhere, link_run)
     assert main(["run", "--suite", str(prompts), "--presets", "tiny-dit", "--out", str(link_run)]) == 2

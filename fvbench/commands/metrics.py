@@ -76,11 +76,17 @@ def _names(text: str | None) -> list[str]:
 
 
 def _done_rows(run_dir: Path) -> Any:
-    """The run's finished rows with ``final_path`` (stage-II video of a cascade, else stage I)."""
-    from fvbench.store import load_results
+    """The run's finished rows with ``final_path`` (stage-II video of a cascade, else stage I); rows whose videos
+    are missing on disk are left out, and said so."""
+    from fvbench.store import load_results, video_problems
 
     df = load_results(run_dir)
     df = df[df.status == "done"]
+    lost = video_problems(run_dir, df.to_dict("records"))
+    if lost:
+        click.echo(f"{len(lost)} video(s) missing or changed on disk are not scored (rerun the run's command to "
+                   f"generate them again): " + "; ".join(list(lost.values())[:5]), err=True)
+        df = df[~df.unit_hash.isin(lost)]
     return df.assign(final_path=df.s2_video_path.where(df.s2_video_path.notna(), df.s1_video_path))
 
 
@@ -156,7 +162,7 @@ def _score_vbench(run_dir: Path, python: str, dims: str | None, configs: tuple[s
 
     from fvbench.errors import MissingWeightsError
     from fvbench.metrics.vbench import DIMENSIONS, check_dimensions, missing_weights, run_vbench, stage_videos
-    from fvbench.runfiles import RunLock
+    from fvbench.runfiles import RunLock, safe_dir
     from fvbench.store import open_store
     from fvbench.suites import vbench_info_path
 
@@ -176,8 +182,7 @@ def _score_vbench(run_dir: Path, python: str, dims: str | None, configs: tuple[s
             skipped = len(rows) - len(named)
             if skipped:
                 click.echo(f"{config}: {skipped} video(s) whose prompt VBench's naming cannot represent are not scored")
-            (Path(run_dir) / "vbench").mkdir(exist_ok=True)
-            base = Path(tempfile.mkdtemp(prefix=f"{config}-{stamp}-", dir=Path(run_dir) / "vbench"))
+            base = Path(tempfile.mkdtemp(prefix=f"{config}-{stamp}-", dir=safe_dir(Path(run_dir), "vbench")))
             by_name = {Path(p).name: h for p, h in zip(named.final_path, named.unit_hash)}
             stage_videos([(Path(p).name, Path(run_dir) / p) for p in named.final_path], base / "videos")
             result = run_vbench(python, base / "videos", base / "results", config, dimensions, vbench_info_path(),

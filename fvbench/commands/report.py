@@ -38,9 +38,15 @@ def check(run_dir: Path | None, baseline: Path, update: bool, junit: Path | None
     """Compare a run with a committed baseline. Exit 0: passed; 1: a regression; 2: bad input (unreadable run,
     baseline of the wrong shape)."""
     from fvbench.check import compare, load_baseline, write_baseline, write_junit
+    from fvbench.runfiles import output_file
     from fvbench.store import load_results
 
     run = _run_dir(run_dir)
+    # every output path is checked before any work, so a bad one cannot turn a passing check into a failure
+    if update:
+        baseline = output_file(baseline, "--baseline")
+    else:
+        junit = output_file(junit if junit is not None else run / "check.xml", "--junit")
     df = load_results(run)
     if df.empty or not (df.status == "done").any():
         raise FvbenchError(f"{run} has no finished videos to check")
@@ -56,7 +62,6 @@ def check(run_dir: Path | None, baseline: Path, update: bool, junit: Path | None
     width = max(len(r.name) for r in results) if results else 10
     for r in results:
         click.echo(printable(f"{r.status.upper():9s} {r.name:{width}s}  {r.detail}"))
-    junit = junit or run / "check.xml"
     write_junit(results, junit)
     regressed = [r for r in results if r.status == "regressed"]
     click.echo(f"{len(results) - len(regressed)} passed or skipped, {len(regressed)} regressed; JUnit XML: {junit}")

@@ -209,35 +209,32 @@ def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, sav
 
     prov = provenance(device)
     worker = GroupWorker(run_dir, prov, (plan.suite.name, plan.suite.sha256), device, weights, save_videos, metric_fn)
-    for base in dict.fromkeys(p.base for p in plan.points):
-        worker.components(base)  # load every model before generating: a missing weight fails here
+    prepare_run_dir(run_dir)  # folder checks first: a refused folder costs no model loading
     click.echo(f"run folder: {run_dir}")
-    done: set[str] = set()
-    if (run_dir / "results.sqlite").exists():
-        from fvbench.store import open_store
+    progress: list = []
 
-        store = open_store(run_dir)
-        done = store.done_hashes()
-        store.close()
-    if warmup and ray_opts is None and any(u.unit_hash not in done for u in plan.units):
-        firsts = {}
-        for u in plan.units:
-            firsts.setdefault(u.config.base, u)
-        seconds = sum(worker.warmup(base, u) for base, u in firsts.items())
-        click.echo(f"warm-up: 1 discarded generation at 1 NFE per preset ({len(firsts)}), {seconds:.1f} s, "
-                   f"not in the stored timings")
-    bar = tqdm(total=len(plan.units), unit="video", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+    def before_work(todo: list) -> None:
+        """Under the run folder's lock, after its checks: load the models, warm up, start the progress bar."""
+        for base in dict.fromkeys(p.base for p in plan.points):
+            worker.components(base)  # load every model before generating: a missing weight fails here
+        if warmup and ray_opts is None and todo:
+            firsts = {}
+            for u in plan.units:
+                firsts.setdefault(u.config.base, u)
+            seconds = sum(worker.warmup(base, u) for base, u in firsts.items())
+            click.echo(f"warm-up: 1 discarded generation at 1 NFE per preset ({len(firsts)}), {seconds:.1f} s, "
+                       f"not in the stored timings")
+        progress.append(tqdm(total=len(plan.units), unit="video", file=sys.stderr, dynamic_ncols=True,
+                             mininterval=1.0))
 
     def on_result(result) -> None:
-        bar.update(1)
+        progress[0].update(1)
         if result.row.get("status") == "failed":
-            bar.write(printable(f"failed: {result.row['config']} {result.row['prompt_id']}: {result.row['error']}"))
+            progress[0].write(printable(f"failed: {result.row['config']} {result.row['prompt_id']}: {result.row['error']}"))
 
     info = {"command": " ".join(sys.argv), "suite_arg": suite_name, "provenance": prov, "metrics": list(metric_list)}
-    prepare_run_dir(run_dir)
     if run_dir.resolve().parent == Path(runs).resolve():
         write_latest(runs, run_dir)
-    bar.update(0)
     executor = None
     if ray_opts is not None:
         from fvbench.executors.ray import RayExecutor
@@ -247,9 +244,13 @@ def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, sav
         executor = RayExecutor(worker_args, ray_opts["metric_names"], ray_opts["workers"],
                                ray_opts["threads_per_worker"], ray_opts["address"])
         info["executor"] = f"ray ({ray_opts['workers']} workers x {ray_opts['threads_per_worker']} threads)"
-    summary = execute(plan, run_dir, worker, executor=executor, on_result=on_result, run_info=info)
-    bar.update(summary.skipped)
-    bar.close()
+    summary = execute(plan, run_dir, worker, executor=executor, on_result=on_result, run_info=info,
+                      before_work=before_work)
+    progress[0].update(summary.skipped)
+    progress[0].close()
+    if summary.lost:
+        click.echo(f"{len(summary.lost)} stored video(s) were missing or changed on disk and were generated again "
+                   f"(e.g. {next(iter(summary.lost.values()))})")
     click.echo(f"done: {summary.done} new, {summary.skipped} already stored, {summary.failed} failed, "
                f"{summary.seconds:.1f} s wall on {prov['device']} ({prov.get('device_name')}, "
                f"{prov.get('torch_threads')} threads)")
@@ -306,13 +307,14 @@ def suites() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def export(run_dir: Path, fmt: str, out: Path) -> None:
     """Write a run's rows (metrics as columns) to parquet or CSV."""
+    from fvbench.runfiles import atomic_output, output_file
     from fvbench.store import load_results
 
+    out = output_file(out, "--out")  # before any work: no store, run file or symlink is overwritten
     df = load_results(run_dir)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if fmt == "parquet":
-        df.to_parquet(tmp, index=False)
-    else:
-        df.to_csv(tmp, index=False)
-    tmp.replace(out)
+    with atomic_output(out) as tmp:
+        if fmt == "parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
     click.echo(f"{len(df)} rows -> {out}")

@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fvbench.errors import FvbenchError
 from fvbench.metrics.registry import get_metric, list_metrics
 from fvbench.generation.presets import scope_notes
 from fvbench.report import plots
 from fvbench.report import shapesworld as sw_report
 from fvbench.report.tables import best_under_budget, config_table, metric_columns
-from fvbench.store import load_metric_errors, load_results, open_store
+from fvbench.runfiles import output_dir, safe_dir, safe_path, write_atomic
+from fvbench.store import load_metric_errors, load_results, open_store, video_problems
 from fvbench.textsafe import markdown_text, printable
 
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}
@@ -92,9 +94,15 @@ def _unavailable() -> list[tuple[str, str]]:
 def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: int = 2) -> Path:
     """Write ``index.html`` and ``report.md`` for a run; returns the HTML path."""
     run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir else run_dir / "report"
     df = load_results(run_dir)
-    store = open_store(run_dir)
+    # every file goes through the guarded path: no symlink at the folder or at a file name is written through
+    if out_dir is not None:
+        out_dir = output_dir(Path(out_dir), "--out")
+    elif not os.access(run_dir, os.W_OK):
+        raise FvbenchError(f"run folder {run_dir} is read-only: write the report elsewhere with --out DIR")
+    else:
+        out_dir = safe_dir(run_dir, "report")
+    store = open_store(run_dir, readonly=True)
     try:
         info = store.info()
     finally:
@@ -178,11 +186,10 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
         if (table.family == "cascade").any():
             figures.append(("Preview latency against time to the final video", plots.preview_latency(table)))
         figures.append(("Quality and cost against parameter count", plots.params_scaling(table, metrics[0] if metrics else None)))
-    out_dir.mkdir(parents=True, exist_ok=True)
     html_parts.append("<h2>Plots</h2>")
     md.append("## Plots\n")
     for i, (name, png) in enumerate(figures):
-        (out_dir / f"plot{i}.png").write_bytes(png)
+        write_atomic(safe_path(out_dir, f"plot{i}.png"), png)
         html_parts.append(f"<h3>{_e(name)}</h3>{_img(png, name)}")
         md.append(f"### {markdown_text(name)}\n![{markdown_text(name)}](plot{i}.png)\n")
 
@@ -233,6 +240,9 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
     items += [f"metric {r.metric} failed on {r.unit_hash[:12]}: {r.error}" for r in metric_errors.head(20).itertuples()]
     items += [f"video failed: {r.config} / {r.prompt_id} sample {r.sample}: {r.error}" for r in failed.head(50).itertuples()]
     items += [f"text in a numeric store column, read as missing: {b}" for b in df.attrs.get("bad_values", [])[:20]]
+    lost = video_problems(run_dir, df.to_dict("records"))
+    items += [f"video missing on disk: {r.config} / {r.prompt_id} sample {r.sample}: {lost[r.unit_hash]} (a rerun of "
+              f"the same command generates it again)" for r in df[df.unit_hash.isin(lost)].head(50).itertuples()]
     if not items:
         items = ["nothing: every video and metric in this run succeeded"]
     html_parts.append("<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>")
@@ -251,7 +261,5 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
             f"content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\"><title>{_e(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(html_parts)}</body></html>")
     for name, text in (("index.html", page), ("report.md", "\n".join(md))):
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out_dir / name)
+        write_atomic(safe_path(out_dir, name), text)
     return out_dir / "index.html"
