@@ -250,13 +250,16 @@ def all_presets() -> dict[str, Preset]:
 
 
 def scope_notes(names: list[str]) -> list[str]:
-    """"A, B understand only <scope>" for the known presets among ``names`` that declare a prompt scope."""
+    """What results of the known presets among ``names`` mean: "A, B understand only <scope>" for presets that declare
+    a prompt scope, and "A is a cost-only proxy: <why>" for presets that measure cost only."""
     presets = all_presets()
     groups: dict[str, list[str]] = {}
-    for n in dict.fromkeys(names):
-        if n in presets and presets[n].prompt_scope:
+    known = [n for n in dict.fromkeys(names) if n in presets]
+    for n in known:
+        if presets[n].prompt_scope:
             groups.setdefault(presets[n].prompt_scope, []).append(n)
-    return [f"{', '.join(ns)} understand{'s' if len(ns) == 1 else ''} only {scope}" for scope, ns in groups.items()]
+    notes = [f"{', '.join(ns)} understand{'s' if len(ns) == 1 else ''} only {scope}" for scope, ns in groups.items()]
+    return notes + [f"{n} is a COST-ONLY PROXY: {presets[n].cost_only}" for n in known if presets[n].cost_only]
 
 
 def get_preset(name: str) -> Preset:
