@@ -16,7 +16,8 @@ from fvbench.dataio import from_dict, load_data
 from fvbench.errors import FvbenchError, UnknownNameError
 from fvbench.paths import data_dir, weights_root
 
-Solver = Literal["dpm++2m", "ddim", "flow-euler"]
+Solver = Literal["dpm++2m", "ddim", "sat-dpm++2m", "flow-euler"]
+GridDtype = Literal["float64", "float32", "bfloat16", "float16", "model"]
 PACKAGE_PREFIX = "package:"  # ``weights: package:shapesworld/weights`` = a folder inside the installed fvbench package
 
 
@@ -37,6 +38,12 @@ class StageConfig:
     stage that starts from Gaussian noise, ``upsample`` for FlashVideo's stage II (previous stage's pixels ->
     bilinear antialiased upsample -> VAE encode -> degradation at ``noise_step``). A flow stage with
     ``init: noise`` is the vanilla cascade.
+
+    Release-exact FlashVideo fields (defaults keep fvbench's own behaviour): ``solver: sat-dpm++2m`` is SAT's
+    DPM-Solver++(2M) SDE on its ``nfe``-step timestep subset; ``prompt_prefix`` is put before the prompt for this
+    stage's text encoding; ``time_grid_dtype`` is the dtype of the flow grid (``model``: the transformer's);
+    ``upsample_input: float`` feeds the previous stage's unrounded pixels to the upsampler; ``decode_width_splits``
+    decodes in that many width slices (the release's stage-II decode) instead of one pass.
     """
 
     name: str
@@ -53,6 +60,10 @@ class StageConfig:
     latent_scale: float | None = None
     rope: Literal["grid", "crop"] = "grid"
     snr_shift_scale: float = 1.0
+    prompt_prefix: str = ""
+    time_grid_dtype: GridDtype = "float64"
+    upsample_input: Literal["uint8", "float"] = "uint8"
+    decode_width_splits: int = 1
 
     def __post_init__(self) -> None:
         if self.nfe <= 0:
@@ -69,6 +80,10 @@ class StageConfig:
             raise ValueError(f"stage {self.name!r}: the flow solver takes constant CFG only")
         if self.init == "upsample" and self.solver != "flow-euler":
             raise ValueError(f"stage {self.name!r}: init 'upsample' needs the flow-euler solver")
+        if self.decode_width_splits < 1:
+            raise ValueError(f"stage {self.name!r}: decode_width_splits must be >= 1, got {self.decode_width_splits}")
+        if self.time_grid_dtype != "float64" and self.solver != "flow-euler":
+            raise ValueError(f"stage {self.name!r}: time_grid_dtype applies to the flow-euler solver only")
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,9 @@ class Preset:
     seed: int = 0
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     vae_tiling: bool = False
+    vae_encode_chunks: tuple[int, ...] = ()  # frames per encode chunk (FlashVideo's release: 17, 16, 16); () = whole
+    release: str = ""  # the released code this preset samples like (repository@commit), printed with the preset
+    cost_only: str = ""  # non-empty: the preset measures cost only, and this says why (printed wherever it appears)
     prompt_scope: str = ""  # what prompts the model understands when that is not free text (printed by `fvbench run`)
     source: str = ""
 
@@ -104,6 +122,9 @@ class Preset:
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
         for s in self.stages:
+            if s.decode_width_splits > 1 and self.vae_tiling:
+                raise ValueError(f"stage {s.name!r}: decode_width_splits (the release's slicing) and vae_tiling "
+                                 f"exclude each other")
             if s.transformer not in self.components:
                 raise ValueError(f"stage {s.name!r} names transformer {s.transformer!r}, not among the components")
             factor = self.spatial_factor(s)
@@ -112,6 +133,11 @@ class Preset:
                     f"stage {s.name!r}: resolution {s.height}x{s.width} is not divisible by {factor} "
                     f"(VAE factor {self.vae_spatial_factor} x patch {self.patch_size(s)})"
                 )
+        if self.vae_encode_chunks and (sum(self.vae_encode_chunks) != self.frames or min(self.vae_encode_chunks) < 1):
+            raise ValueError(f"vae_encode_chunks {list(self.vae_encode_chunks)} must be positive and sum to the "
+                             f"{self.frames} frames")
+        if self.vae_encode_chunks and self.vae_tiling:
+            raise ValueError("vae_encode_chunks (the release's frame slicing) and vae_tiling exclude each other")
         if self.family == "single-stage" and len(self.stages) != 1:
             raise ValueError("a single-stage preset has exactly one stage")
 
