@@ -35,7 +35,7 @@ def canonical_hash(obj: Any) -> str:
 
 # Fields added after results were stored: left out of the identity while at their default, so that the hash of every
 # configuration that does not use them (and the results stored under it) stays what it was.
-_LATER_PRESET_FIELDS = {"vae_encode_chunks": ()}
+_LATER_PRESET_FIELDS = {"vae_encode_chunk": 0}
 _LATER_STAGE_FIELDS = {"prompt_prefix": "", "time_grid_dtype": "float64", "upsample_input": "uint8",
                        "decode_width_splits": 1}
 
