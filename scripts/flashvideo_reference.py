@@ -40,8 +40,6 @@ What is patched, in this process only (the release's files are not modified):
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
 import importlib.machinery
 import inspect
 import json

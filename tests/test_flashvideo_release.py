@@ -24,10 +24,11 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from fvbench.cli import cli
-from fvbench.generation.generator import Generator, load_components
+from fvbench.generation.generator import Generator, load_components, to_pixels
 from fvbench.generation.models.registry import build_component
 from fvbench.generation.noise import ReplayNoise
 from fvbench.generation.presets import get_preset
+from fvbench.generation.vae_slices import decode_width_split
 
 FIXTURE = Path(__file__).parent / "fixtures" / "flashvideo_release"
 FIXTURE_PRESET = "flashvideo-release-fixture"
@@ -130,11 +131,15 @@ def run_fvbench(folder: Path, fixture, meta: dict, t: dict[str, torch.Tensor]) -
             })
         gen.components.transformers[stage.transformer].register_forward_pre_hook(hook, with_kwargs=True)
 
+    steps: dict[int, list[torch.Tensor]] = {}
+    gen.on_step = lambda index, _step, latents: steps.setdefault(index, []).append(latents.detach().float().clone())
+
     n1 = meta["stage1_draws"]
     draws = [t[d["key"]] for d in meta["noise"]]
     noise = [ReplayNoise(draws[:n1], "release stage I noise"), ReplayNoise(draws[n1:], "release stage II noise")]
     result = gen.generate(meta["prompt"], meta["seed"], noise=noise)
-    return {"result": result, "calls": calls, "noise": noise, "embedded": embedded, "preset": preset}
+    return {"result": result, "calls": calls, "steps": steps, "noise": noise, "embedded": embedded, "preset": preset, "gen": gen,
+            "draws": draws[n1:]}
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -190,7 +195,7 @@ def test_converted_dit_matches_release_forward(weights, trace, name):
         y = model(hidden_states=x, encoder_hidden_states=ctx, timestep=ts, image_rotary_emb=rotary,
                   return_dict=False, **extra)[0]
     d = _max_diff(y, out)
-    assert d <= TOL_DIT, f"{name} DiT output differs from the release's by {d:.3g} (outputs up to {out.abs().max():.2f})"
+    assert d <= TOL_DIT, f"{name} DiT output differs from the release's by {d:.3g} (|outputs| <= {out.abs().max():.2f})"
 
 
 def test_stage1_timesteps_and_guidance_equal(run, trace):
@@ -211,12 +216,12 @@ def test_stage2_timesteps_and_guidance_equal(run, trace):
 
 def test_stage1_latents_match(run, trace):
     _, t = trace
-    calls = run["calls"]["stage1"]
-    steps = t["stage1/step_latents"]  # x after each release sampler step; the next DiT call's input
-    assert len(calls) == steps.shape[0]
-    per_call = max(_max_diff(c["x"][0:1], s) for c, s in zip(calls[1:], steps[:-1]))
+    release = t["stage1/step_latents"]  # x after each of the release's 51 sampler steps (the last: its x0 prediction)
+    mine = run["steps"].get(0, [])
+    assert len(mine) == release.shape[0], f"{len(mine)} stage-I steps, the release made {release.shape[0]}"
+    per_step = max(_max_diff(a, b) for a, b in zip(mine, release))
     final = _max_diff(run["result"].stages[0].latents, t["stage1/final_latent"])
-    assert per_call <= TOL, f"stage-I latent entering a DiT call differs by {per_call:.3g}"
+    assert per_step <= TOL, f"stage-I latents after a step differ by up to {per_step:.3g}"
     assert final <= TOL, f"stage-I final latent differs by {final:.3g}"
 
 
@@ -228,14 +233,14 @@ def test_stage1_frames_match(run, trace):
 
 def test_stage2_z0_and_latents_match(run, trace):
     _, t = trace
-    calls = run["calls"]["stage2"]
-    z0 = _max_diff(calls[0]["x"][0:1], t["stage2/z0"])
+    z0 = _max_diff(run["calls"]["stage2"][0]["x"][0:1], t["stage2/z0"])
     assert z0 <= TOL, f"stage-II z0 (upsample + encode + degradation) differs by {z0:.3g}"
-    steps = t["stage2/step_latents"]
-    assert len(calls) == steps.shape[0]
-    per_call = max([0.0] + [_max_diff(c["x"][0:1], s) for c, s in zip(calls[1:], steps[:-1])])
+    release = t["stage2/step_latents"]  # x after each Euler step
+    mine = run["steps"].get(1, [])
+    assert len(mine) == release.shape[0], f"{len(mine)} stage-II steps, the release made {release.shape[0]}"
+    per_step = max(_max_diff(a, b) for a, b in zip(mine, release))
     final = _max_diff(run["result"].stages[1].latents, t["stage2/final_latent"])
-    assert per_call <= TOL, f"stage-II latent entering a DiT call differs by {per_call:.3g}"
+    assert per_step <= TOL, f"stage-II latents after a step differ by up to {per_step:.3g}"
     assert final <= TOL, f"stage-II final latent differs by {final:.3g}"
 
 
@@ -243,3 +248,28 @@ def test_stage2_frames_match(run, trace):
     _, t = trace
     d = _max_diff(run["result"].stages[1].pixels / 255, t["stage2/frames"] / 255)
     assert d <= TOL, f"stage-II decoded frames differ by {d:.3g} (in [0, 1])"
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_vae_decode_of_release_latent_matches(run, trace, index):
+    """The VAE alone: fvbench decodes the release's final latent, with the stage's slicing, into its frames."""
+    _, t = trace
+    gen, stage = run["gen"], run["preset"].stages[index]
+    name = stage.name
+    z = (t[f"{name}/final_latent"].permute(0, 2, 1, 3, 4) / stage.latent_scale).to(gen._vae_dtype())
+    with torch.no_grad():
+        decoded = decode_width_split(gen.components.vae, z, stage.decode_width_splits, run["preset"].vae_spatial_factor)
+    d = _max_diff(to_pixels(decoded) / 255, t[f"{name}/frames"] / 255)
+    assert d <= TOL, f"{name}: decoding the release's latent differs from its frames by {d:.3g} (in [0, 1])"
+
+
+def test_stage2_init_from_release_frames(run, trace):
+    """Upsample + VAE encode + degradation alone: fvbench's z0 from the release's stage-I frames and draws."""
+    _, t = trace
+    gen = run["gen"]
+    previous = dataclasses.replace(run["result"].stages[0], pixels=t["stage1/frames"])
+    noise = ReplayNoise(run["draws"], "release stage II noise")
+    init = gen.flow_init(1, 0, previous, noise=noise)
+    assert noise.remaining == 0
+    d = _max_diff(init.z0, t["stage2/z0"])
+    assert d <= TOL, f"stage-II z0 from the release's own stage-I frames differs by {d:.3g}"
