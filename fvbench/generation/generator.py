@@ -169,6 +169,8 @@ class Generator:
         self.components = components
         self.device = torch.device(device)
         self.keep_pixels = keep_pixels  # keep every stage's unrounded float video in StageOutput.pixels
+        # on_step(stage_index, step, latents): latents after each sampler step (SAT and flow solvers), for tests
+        self.on_step: Callable[[int, int, torch.Tensor], None] | None = None
 
     @classmethod
     def from_preset(cls, preset: Preset, weights_dir: str | Path | None = None,
@@ -282,6 +284,10 @@ class Generator:
             z = z.permute(0, 2, 1, 3, 4).float()  # (1, F, C, h, w)
         return Generator.FlowInit(degrade(z, stage.noise_step, noise=noise).to(self.device), dict(timer.seconds))
 
+    def _step_hook(self, index: int) -> Callable[[int, torch.Tensor], None] | None:
+        hook = self.on_step
+        return None if hook is None else (lambda step, x: hook(index, step, x))
+
     def _keeps_pixels(self, index: int, stage: StageConfig) -> bool:
         if self.keep_pixels:
             return True
@@ -318,7 +324,7 @@ class Generator:
                 den = Denoiser(transformer, text, stage.cfg > 1.0, rotary, cond if uses_cond else None)
                 with timer.time("denoise"):
                     latents = sample_flow(den, init.z0, stage.nfe, stage.cfg, stage.shift, self._grid_dtype(stage),
-                                          steps)
+                                          steps, self._step_hook(index))
             else:
                 if init is not None:
                     raise ValueError("a prepared init is only for flow stages")
@@ -326,7 +332,8 @@ class Generator:
                 den = Denoiser(transformer, text, stage.cfg > 1.0, rotary)
                 with timer.time("denoise"):
                     if stage.solver == "sat-dpm++2m":
-                        latents = sample_sat_dpm(den, noise, shape, stage.nfe, stage.cfg, stage.cfg_schedule, steps)
+                        latents = sample_sat_dpm(den, noise, shape, stage.nfe, stage.cfg, stage.cfg_schedule, steps,
+                                                 self._step_hook(index))
                     else:
                         start = noise.randn(shape).to(self.device)
                         latents = sample_cogvideox(den, start, stage.solver, stage.nfe, stage.cfg, stage.cfg_schedule,

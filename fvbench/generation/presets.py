@@ -103,7 +103,8 @@ class Preset:
     seed: int = 0
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     vae_tiling: bool = False
-    vae_encode_chunks: tuple[int, ...] = ()  # frames per encode chunk (FlashVideo's release: 17, 16, 16); () = whole
+    # FlashVideo's release encodes 1 + 16, 16, 16 frames at a time (17/16/16 for 49): 16 here; 0 = one whole pass
+    vae_encode_chunk: int = 0
     release: str = ""  # the released code this preset samples like (repository@commit), printed with the preset
     cost_only: str = ""  # non-empty: the preset measures cost only, and this says why (printed wherever it appears)
     prompt_scope: str = ""  # what prompts the model understands when that is not free text (printed by `fvbench run`)
@@ -133,11 +134,10 @@ class Preset:
                     f"stage {s.name!r}: resolution {s.height}x{s.width} is not divisible by {factor} "
                     f"(VAE factor {self.vae_spatial_factor} x patch {self.patch_size(s)})"
                 )
-        if self.vae_encode_chunks and (sum(self.vae_encode_chunks) != self.frames or min(self.vae_encode_chunks) < 1):
-            raise ValueError(f"vae_encode_chunks {list(self.vae_encode_chunks)} must be positive and sum to the "
-                             f"{self.frames} frames")
-        if self.vae_encode_chunks and self.vae_tiling:
-            raise ValueError("vae_encode_chunks (the release's frame slicing) and vae_tiling exclude each other")
+        if self.vae_encode_chunk < 0:
+            raise ValueError(f"vae_encode_chunk must be >= 0, got {self.vae_encode_chunk}")
+        if self.vae_encode_chunk and self.vae_tiling:
+            raise ValueError("vae_encode_chunk (the release's frame slicing) and vae_tiling exclude each other")
         if self.family == "single-stage" and len(self.stages) != 1:
             raise ValueError("a single-stage preset has exactly one stage")
 
@@ -168,6 +168,19 @@ class Preset:
     def latent_frames(self) -> int:
         """Latent frame count, by the VAE type's rule (CogVideoX: (frames - 1) / 4 + 1; pixel space: frames)."""
         return self._vae_geometry().latent_frames(self.frames)
+
+    @property
+    def vae_encode_chunks(self) -> tuple[int, ...]:
+        """Frames per VAE encode call: the first frame plus ``vae_encode_chunk``, then ``vae_encode_chunk`` at a time
+        (the release's 17, 16, 16 for 49 frames); () for one whole pass."""
+        k = self.vae_encode_chunk
+        if not k:
+            return ()
+        chunks, left = [min(1 + k, self.frames)], self.frames - min(1 + k, self.frames)
+        while left:
+            chunks.append(min(k, left))
+            left -= chunks[-1]
+        return tuple(chunks)
 
     @property
     def builtin(self) -> bool:
@@ -250,13 +263,16 @@ def all_presets() -> dict[str, Preset]:
 
 
 def scope_notes(names: list[str]) -> list[str]:
-    """"A, B understand only <scope>" for the known presets among ``names`` that declare a prompt scope."""
+    """What results of the known presets among ``names`` mean: "A, B understand only <scope>" for presets that declare
+    a prompt scope, and "A is a cost-only proxy: <why>" for presets that measure cost only."""
     presets = all_presets()
     groups: dict[str, list[str]] = {}
-    for n in dict.fromkeys(names):
-        if n in presets and presets[n].prompt_scope:
+    known = [n for n in dict.fromkeys(names) if n in presets]
+    for n in known:
+        if presets[n].prompt_scope:
             groups.setdefault(presets[n].prompt_scope, []).append(n)
-    return [f"{', '.join(ns)} understand{'s' if len(ns) == 1 else ''} only {scope}" for scope, ns in groups.items()]
+    notes = [f"{', '.join(ns)} understand{'s' if len(ns) == 1 else ''} only {scope}" for scope, ns in groups.items()]
+    return notes + [f"{n} is a COST-ONLY PROXY: {presets[n].cost_only}" for n in known if presets[n].cost_only]
 
 
 def get_preset(name: str) -> Preset:

@@ -209,11 +209,14 @@ def _state_dict_of(data: Any, path: Path) -> dict[str, torch.Tensor]:
 # -------------------------------------------------------------------------------------------------------------- LoRA
 
 
-def merge_lora(state: dict[str, torch.Tensor], lora_alpha: float = 1.0) -> tuple[dict[str, torch.Tensor], int]:
+def merge_lora(state: dict[str, torch.Tensor], lora_alpha: float = 1.0,
+               merged_dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], int]:
     """Fold SAT LoRA layers into plain linears: W = W0 + concat_k(B_k @ A_k) * lora_alpha / r.
 
     Returns the new state dict (LoRA keys replaced by ``X.weight`` / ``X.bias``) and the number of layers merged.
-    Computed in float32 and cast to the bias dtype, as SAT's ``merge_linear_lora``.
+    Computed in float32 and cast to the bias dtype, as SAT's ``merge_linear_lora`` does in a model holding the
+    checkpoint's dtype (the release runs bf16); ``merged_dtype`` keeps the merged weight and its bias in that dtype
+    instead (float32: what SAT computes when the model runs in float32, as the differential test's reference does).
     """
     groups: dict[str, dict[str, Any]] = {}
     out: dict[str, torch.Tensor] = {}
@@ -247,10 +250,10 @@ def merge_lora(state: dict[str, torch.Tensor], lora_alpha: float = 1.0) -> tuple
         delta = torch.cat([bk.float() @ ak.float() * scaling for ak, bk in zip(a, b)], dim=0)
         if delta.shape != w0.shape:
             raise FvbenchError(f"LoRA layer {base}: update {tuple(delta.shape)} does not fit weight {tuple(w0.shape)}")
-        dtype = g["bias"].dtype if "bias" in g else w0.dtype
+        dtype = merged_dtype or (g["bias"].dtype if "bias" in g else w0.dtype)
         out[f"{base}.weight"] = (w0.float() + delta).to(dtype)
         if "bias" in g:
-            out[f"{base}.bias"] = g["bias"]
+            out[f"{base}.bias"] = g["bias"].to(dtype)
     return out, len(groups)
 
 
@@ -268,7 +271,8 @@ class MappedState:
     ignored: int  # keys of other SAT engine parts (first_stage_model., conditioner.)
 
 
-def sat_transformer_to_diffusers(state: dict[str, torch.Tensor], lora_alpha: float = 1.0) -> MappedState:
+def sat_transformer_to_diffusers(state: dict[str, torch.Tensor], lora_alpha: float = 1.0,
+                                 lora_dtype: torch.dtype | None = None) -> MappedState:
     """Map a SAT CogVideoX / FlashVideo DiT state dict to diffusers names (LoRA merged first).
 
     Keys under ``model.diffusion_model.`` are the DiT; a checkpoint without that prefix is taken as the DiT alone.
@@ -285,7 +289,7 @@ def sat_transformer_to_diffusers(state: dict[str, torch.Tensor], lora_alpha: flo
             stray.append(key)
         else:
             own[key] = value
-    merged, n_lora = merge_lora(own, lora_alpha)
+    merged, n_lora = merge_lora(own, lora_alpha, lora_dtype)
     out: dict[str, torch.Tensor] = {}
     dropped = []
     for key, value in merged.items():
@@ -448,7 +452,8 @@ def to_module(role: str, config: dict[str, Any], state: dict[str, torch.Tensor],
 
 def convert_flashvideo(stage1: str | Path | None, stage2: str | Path | None, vae: str | Path | None,
                        out: str | Path, trust_pickle: bool = False, *, configs: dict[str, dict[str, Any]] | None = None,
-                       like: str = "flashvideo", lora_alpha: float = 1.0, overwrite: bool = False,
+                       like: str = "flashvideo", lora_alpha: float = 1.0, lora_dtype: torch.dtype | None = None,
+                       overwrite: bool = False,
                        log: Callable[[str], None] | None = None) -> list[ConvertedPart]:
     """Convert whichever of FlashVideo's three SAT checkpoints are given into ``out/{stage1,stage2,vae}``.
 
@@ -473,7 +478,8 @@ def convert_flashvideo(stage1: str | Path | None, stage2: str | Path | None, vae
     done = []
     for role, path in sources.items():
         state = load_sat_checkpoint(path, trust_pickle)
-        mapped = sat_vae_to_diffusers(state) if role == "vae" else sat_transformer_to_diffusers(state, lora_alpha)
+        mapped = (sat_vae_to_diffusers(state) if role == "vae"
+                  else sat_transformer_to_diffusers(state, lora_alpha, lora_dtype))
         del state
         module = to_module(role, configs[role], mapped.state, f"{path} ({role})")
         dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in mapped.state.values()})

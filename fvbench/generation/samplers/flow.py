@@ -9,6 +9,8 @@ as the release does (``flow_video.py`` builds the grid in the latent's dtype, bf
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from fvbench.generation.denoiser import Denoiser
@@ -41,21 +43,25 @@ def flow_euler_step(x: torch.Tensor, velocity: torch.Tensor, t: float, t_next: f
 
 
 def sample_flow(denoiser: Denoiser, z0: torch.Tensor, nfe: int, cfg: float, shift: float = 2.5,
-                grid_dtype: torch.dtype | None = None, trace: list | None = None) -> torch.Tensor:
+                grid_dtype: torch.dtype | None = None, trace: list | None = None,
+                on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Integrate the flow from ``z0`` (t=0) to t=1 in ``nfe`` model evaluations with constant guidance.
 
     ``grid_dtype`` None: float64 grid (fvbench's own); a dtype: the release's arithmetic in that dtype.
-    ``trace``, if given, receives one ``(model timestep, guidance)`` per model call.
+    ``trace``, if given, receives one ``(model timestep, guidance)`` per model call; ``on_step(i, x)`` sees x after
+    step i.
     """
     x = z0
     if grid_dtype is None:
         grid = shifted_time_grid(nfe, shift).tolist()
-        for t, t_next in zip(grid[:-1], grid[1:]):
+        for k, (t, t_next) in enumerate(zip(grid[:-1], grid[1:])):
             step = torch.tensor(1000.0 * (1.0 - t), dtype=torch.float32)
             if trace is not None:
                 trace.append((float(step), cfg))
             v = denoiser(x, step, cfg)
             x = flow_euler_step(x, v.to(x.dtype), t, t_next)
+            if on_step is not None:
+                on_step(k, x)
         return x
     grid = shifted_time_grid_in(nfe, shift, grid_dtype)
     for k in range(nfe):
@@ -64,4 +70,6 @@ def sample_flow(denoiser: Denoiser, z0: torch.Tensor, nfe: int, cfg: float, shif
             trace.append((float(step), cfg))
         v = denoiser(x, step, cfg)
         x = x + (grid[k + 1] - grid[k]) * v.to(x.dtype)
+        if on_step is not None:
+            on_step(k, x)
     return x

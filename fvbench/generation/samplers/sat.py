@@ -16,6 +16,7 @@ This module writes that solver from the maths (no code of the release), on fvben
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
@@ -43,10 +44,11 @@ def _lambda(a: torch.Tensor) -> torch.Tensor:
 
 
 def sample_sat_dpm(denoiser: Denoiser, noise: NoiseSource, shape: tuple[int, ...], num_steps: int, cfg: float,
-                   cfg_schedule: str = "dynamic", trace: list | None = None) -> torch.Tensor:
+                   cfg_schedule: str = "dynamic", trace: list | None = None,
+                   on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Draw the initial latent (B, F, C, H, W) from ``noise`` and denoise it in ``num_steps`` model calls.
 
-    ``trace``, if given, receives one ``(timestep, guidance)`` per model call.
+    ``trace``, if given, receives one ``(timestep, guidance)`` per model call; ``on_step(i, x)`` sees x after step i.
     """
     timesteps = sat_timesteps(num_steps)
     a_all = torch.cat([sat_sqrt_alphas_cumprod(tuple(timesteps)), torch.ones(1)])  # noisy -> clean, then 1
@@ -62,6 +64,8 @@ def sample_sat_dpm(denoiser: Denoiser, noise: NoiseSource, shape: tuple[int, ...
         c_skip, c_out = q, -((1 - q**2) ** 0.5)
         denoised = denoiser(x, ones * t, guidance, transform=lambda out, inp: out * c_out + inp * c_skip).float()
         if i == len(timesteps) - 1:  # SAT's idx == 1: the last call returns the x0 prediction
+            if on_step is not None:
+                on_step(i, denoised)
             return denoised
         lam, lam_next = _lambda(a), _lambda(a_next)
         h = lam_next - lam
@@ -77,6 +81,8 @@ def sample_sat_dpm(denoiser: Denoiser, noise: NoiseSource, shape: tuple[int, ...
             eps = noise.randn(x.shape).to(x.device)  # the release draws again for the second-order update
             x_next = mult1 * x - mult2 * d + mult_noise * eps
         x, old = x_next, denoised
+        if on_step is not None:
+            on_step(i, x)
     return x
 
 
