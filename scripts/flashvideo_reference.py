@@ -40,8 +40,6 @@ What is patched, in this process only (the release's files are not modified):
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
 import importlib.machinery
 import inspect
 import json
@@ -263,8 +261,14 @@ class _RecordedText:
         return torch.cat(out)
 
 
-def random_state(module: torch.nn.Module, seed: int, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Random values for every tensor of a state dict, rounded to bfloat16 (so the stored checkpoint is exact)."""
+def random_state(module: torch.nn.Module, seed: int, prefix: str = "",
+                 dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
+    """Random values for every tensor of a state dict, rounded to bfloat16, stored as ``dtype``.
+
+    bf16 values load exactly into the float32 models. Stage I is stored in float32: its LoRA is merged in the
+    checkpoint's dtype (SAT's ``merge_linear_lora`` in the model's dtype, fvbench's converter in the file's), and
+    this float32 run merges in float32.
+    """
     g = torch.Generator().manual_seed(seed)
     out = {}
     for name, t in module.state_dict().items():
@@ -277,7 +281,7 @@ def random_state(module: torch.nn.Module, seed: int, prefix: str = "") -> dict[s
         else:
             fan_in = max(1, t[0].numel())
             v = torch.randn(t.shape, generator=g) / fan_in ** 0.5
-        out[name] = v.to(torch.bfloat16)
+        out[name] = v.to(torch.bfloat16).to(dtype)
     return out
 
 
@@ -359,7 +363,8 @@ def main() -> None:
             sub.share_cache = cache
             if hasattr(sub, "register_new_modules"):
                 sub.register_new_modules()
-        sd = random_state(m, seed, prefix="model.diffusion_model.")
+        sd = random_state(m, seed, prefix="model.diffusion_model.",
+                          dtype=torch.float32 if name == "stage1" else torch.bfloat16)
         torch.save({"module": sd}, ckpt / f"{name}.pt")
     del model, second_model
     second_model = get_model(second_args, flow_video.FlowEngine)
@@ -392,7 +397,12 @@ def main() -> None:
             if stage["name"] == "stage2" and "t_emulated" in stage:
                 timesteps = stage.pop("t_emulated").to(timesteps.dtype).expand_as(timesteps).clone()
                 REC.lists[f"{stage['name']}_model_timesteps"][-1] = [float(v) for v in timesteps]
-            return fwd(x, timesteps=timesteps, context=context, y=y, **kw)
+            out = fwd(x, timesteps=timesteps, context=context, y=y, **kw)
+            n = len(REC.lists[f"{stage['name']}_model_timesteps"])
+            if n == 1:  # the first DiT call of each stage, whole: a unit check of the converted DiT
+                for key, value in (("x", x), ("timesteps", timesteps), ("context", context), ("out", out)):
+                    REC.tensor(f"{stage['name']}/dit_call0_{key}", value)
+            return out
         dit.forward = forward
 
     dit_hook(model.model.diffusion_model, "stage1")
@@ -417,8 +427,14 @@ def main() -> None:
         return x, denoised
     sampler.sampler_step = sampler_step
 
-    disc = sampler.discretization
-    disc_fn = disc.__call__
+    prepare = sampler.prepare_sampling_loop
+
+    def prepare_sampling_loop(x, cond, uc=None, num_steps=None):
+        res = prepare(x, cond, uc, num_steps)
+        REC.tensor("stage1/sqrt_alphas_cumprod", res[2])  # the sampler's schedule on its timestep subset, then 1
+        REC.meta["stage1_sampler_timesteps"] = [int(v) for v in res[6]]
+        return res
+    sampler.prepare_sampling_loop = prepare_sampling_loop
 
     sample1 = model.sample
 
@@ -447,6 +463,7 @@ def main() -> None:
         tb = t.to(torch.bfloat16).reshape(1)
         stage["t_emulated"] = (1000 - (tb * 1000)).to(torch.bfloat16)  # bf16 op by op, as in the release
         REC.append("stage2_t", float(t))
+        REC.append("stage2_guidance", float(kw.get("cfg", 1)))
         return sfe(t, x, **kw)
     second_model.single_function_evaluation = single_function_evaluation
 
