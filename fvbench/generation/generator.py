@@ -8,9 +8,9 @@ once and feed several stage-II variants from it (stage-prefix sharing).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Callable
 
 import torch
@@ -279,7 +279,11 @@ class Generator:
                 z = encode_in_chunks(vae, up, self.preset.vae_encode_chunks, noise)
             else:
                 post = vae.encode(up).latent_dist
-                z = post.mean + post.std * noise.randn(post.mean.shape, dtype=post.mean.dtype).to(post.mean.device)
+                gen = getattr(noise, "generator", None)
+                if gen is not None or not hasattr(post, "mean"):  # seeded (as always), or a VAE that draws nothing
+                    z = post.sample(generator=gen)
+                else:  # replayed noise: the posterior draw comes from the noise source
+                    z = post.mean + post.std * noise.randn(post.mean.shape, dtype=post.mean.dtype).to(post.mean.device)
             z = z * self._latent_scale(stage)
             z = z.permute(0, 2, 1, 3, 4).float()  # (1, F, C, h, w)
         return Generator.FlowInit(degrade(z, stage.noise_step, noise=noise).to(self.device), dict(timer.seconds))
@@ -288,7 +292,7 @@ class Generator:
         hook = self.on_step
         return None if hook is None else (lambda step, x: hook(index, step, x))
 
-    def _keeps_pixels(self, index: int, stage: StageConfig) -> bool:
+    def _keeps_pixels(self, index: int) -> bool:
         if self.keep_pixels:
             return True
         following = self.preset.stages[index + 1:index + 2]
@@ -343,7 +347,7 @@ class Generator:
                 decoded = decode_width_split(self.components.vae, z, stage.decode_width_splits,
                                              self.preset.vae_spatial_factor)
                 video = to_uint8(decoded)
-                pixels = to_pixels(decoded) if self._keeps_pixels(index, stage) else None
+                pixels = to_pixels(decoded) if self._keeps_pixels(index) else None
         return StageOutput(stage.name, latents.cpu(), video, dict(timer.seconds), den.nfe, den.rows,
                            mem.bytes, mem.kind, mem.scope, pixels, steps)
 

@@ -8,8 +8,8 @@ The release (``sgm`` ``VPSDEDPMPP2MSampler`` with ``ZeroSNRDDPMDiscretization`` 
 - the x0 prediction uses sqrt(abar) snapped to the nearest value of the full 1000-step schedule (SAT's
   ``DiscreteDenoiser`` quantizes sigma), while the solver's multipliers use the subset's own values;
 - guidance combines the two x0 predictions, scale ``dynamic_cfg_scale(cfg, t, N)`` with t the DDPM timestep;
-- two noise draws per middle step (the first step's x is computed and discarded, its draw is not), none on the
-  last step, which returns the x0 prediction.
+- one noise draw on the first step, two on every middle step (the release computes a first-order update, discards
+  it, and draws again for the second-order one), none on the last step, which returns the x0 prediction.
 
 This module writes that solver from the maths (no code of the release), on fvbench's shared ``Denoiser``.
 """
