@@ -207,3 +207,20 @@ def test_vanilla_cascade_is_labelled_cost_only(capsys):
     assert main(["presets"]) in (0, None)
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("flashvideo-vanilla-cascade")][0]
     assert "COST-ONLY PROXY" in line
+
+
+def test_flashvideo_dits_use_sat_final_norm_eps_and_loading_refuses_missing_weights(tmp_path):
+    from fvbench.generation.models.registry import build_component, load_component
+
+    p = get_preset("flashvideo")
+    for role in ("stage1", "stage2"):
+        spec = p.components[role]
+        assert spec.type == "flashvideo-transformer" and spec.config["norm_out_eps"] == 1e-6
+    tiny = get_preset("tiny-flashvideo").components
+    cfg = dict(tiny["stage2"].config, norm_out_eps=1e-6)
+    assert build_component("flashvideo-transformer", cfg, 0).norm_out.norm.eps == 1e-6
+    assert build_component("flashvideo-transformer", tiny["stage2"].config, 0).norm_out.norm.eps == 1e-5  # unchanged
+    # a plain CogVideoX folder loaded as a FlashVideo transformer lacks the extra embeddings: an error, not random init
+    build_component("cogvideox-transformer", tiny["stage1"].config, 0).save_pretrained(tmp_path / "dit")
+    with pytest.raises(FvbenchError, match="not in the folder"):
+        load_component("flashvideo-transformer", tmp_path / "dit", torch.float32, "flashvideo", "stage1")

@@ -89,6 +89,9 @@ TRUST_HINT = ("unpickling it can run any code its author put in it; if you trust
               "--trust-checkpoint (library: trust_pickle=True)")
 ROLES = ("stage1", "stage2", "vae")
 COMPONENT_TYPE = {"stage1": "cogvideox-transformer", "stage2": "flashvideo-transformer", "vae": "cogvideox-vae"}
+# types a preset may give each role (stage I as a FlashVideo transformer without the extra embeddings: its final norm)
+ALLOWED_TYPES = {"stage1": ("cogvideox-transformer", "flashvideo-transformer"), "stage2": ("flashvideo-transformer",),
+                 "vae": ("cogvideox-vae",)}
 SAT_MAX_SEQUENCE_LENGTH = 64  # FlashVideo's transformer_args.max_sequence_length: rows of the unused position table
 
 # (SAT name, diffusers name); {i} = layer index, {p} = parameter name. One-to-one renames only.
@@ -413,6 +416,10 @@ class ConvertedPart:
 
 def flashvideo_configs(like: str = "flashvideo") -> dict[str, dict[str, Any]]:
     """The stage1 / stage2 / vae architecture configs of a two-stage preset (default: the real ``flashvideo``)."""
+    return {role: dict(spec.config) for role, spec in _flashvideo_specs(like).items()}
+
+
+def _flashvideo_specs(like: str):
     from fvbench.generation.presets import get_preset
 
     preset = get_preset(like)
@@ -422,18 +429,20 @@ def flashvideo_configs(like: str = "flashvideo") -> dict[str, dict[str, Any]]:
     configs = {name: preset.components[roles[name]] for name in ("stage1", "stage2")}
     configs["vae"] = preset.components["vae"]
     for role, spec in configs.items():
-        if spec.type != COMPONENT_TYPE[role]:
+        if spec.type not in ALLOWED_TYPES[role]:
             raise FvbenchError(f"preset {like!r}: {role} is a {spec.type!r}, the converter writes "
-                               f"{COMPONENT_TYPE[role]!r}")
-    return {role: dict(spec.config) for role, spec in configs.items()}
+                               f"{' or '.join(map(repr, ALLOWED_TYPES[role]))}")
+    return configs
 
 
-def to_module(role: str, config: dict[str, Any], state: dict[str, torch.Tensor], what: str) -> torch.nn.Module:
-    """Build ``role``'s module on the meta device and assign ``state`` to it; key or shape mismatches are errors."""
+def to_module(role: str, config: dict[str, Any], state: dict[str, torch.Tensor], what: str,
+              type_name: str | None = None) -> torch.nn.Module:
+    """Build ``role``'s module (of ``type_name``, default the role's usual type) on the meta device and assign
+    ``state`` to it; key or shape mismatches are errors."""
     from fvbench.generation.models.registry import component_type
 
     with torch.device("meta"):
-        module = component_type(COMPONENT_TYPE[role]).build(config)
+        module = component_type(type_name or COMPONENT_TYPE[role]).build(config)
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -473,7 +482,11 @@ def convert_flashvideo(stage1: str | Path | None, stage2: str | Path | None, vae
     for role in sources:
         if (out / role).exists() and not overwrite:
             raise FvbenchError(f"{out / role} already exists; remove it or pass --overwrite (library: overwrite=True)")
-    configs = configs if configs is not None else flashvideo_configs(like)
+    types: dict[str, str] = {}
+    if configs is None:
+        specs = _flashvideo_specs(like)
+        configs = {role: dict(spec.config) for role, spec in specs.items()}
+        types = {role: spec.type for role, spec in specs.items()}
     out.mkdir(parents=True, exist_ok=True)
     done = []
     for role, path in sources.items():
@@ -481,7 +494,7 @@ def convert_flashvideo(stage1: str | Path | None, stage2: str | Path | None, vae
         mapped = (sat_vae_to_diffusers(state) if role == "vae"
                   else sat_transformer_to_diffusers(state, lora_alpha, lora_dtype))
         del state
-        module = to_module(role, configs[role], mapped.state, f"{path} ({role})")
+        module = to_module(role, configs[role], mapped.state, f"{path} ({role})", types.get(role))
         dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in mapped.state.values()})
         target = out / role
         tmp = Path(tempfile.mkdtemp(prefix=f".{role}.", suffix=".partial", dir=out))
