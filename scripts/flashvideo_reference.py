@@ -14,7 +14,8 @@ Setup (see tests/fixtures/flashvideo_release/README.md for what was measured)::
     /work/venvs/flashvideo-ref/bin/pip install torch==2.13.0          # first: the CPU wheel
     /work/venvs/flashvideo-ref/bin/pip install swissarmytransformer==0.4.12 triton requests wandb kornia scipy \\
         torchdiffeq omegaconf einops pytorch_lightning imageio imageio-ffmpeg transformers sentencepiece numpy \\
-        safetensors
+        safetensors beartype     # no torchvision: it would pull a CUDA torch (the script stubs it)
+    git -C /path/to/FlashVideo checkout 8de4ae2b2c468e78116ad821e8bcd2339282e2b8
     /work/venvs/flashvideo-ref/bin/python scripts/flashvideo_reference.py --flashvideo /path/to/FlashVideo \\
         --out tests/fixtures/flashvideo_release
 
