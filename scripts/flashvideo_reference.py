@@ -519,6 +519,7 @@ def main() -> None:
     save_file(REC.tensors, str(out / "trace.safetensors"))
     meta = {
         "flashvideo_commit": git_head(a.flashvideo),
+        "versions": versions(),
         "prompt": a.prompt,
         "seed": a.seed,
         "frames": NUM_FRAMES,
@@ -533,6 +534,16 @@ def main() -> None:
     }
     (out / "trace.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {out}: {len(REC.draws)} random draws, {len(REC.tensors)} tensors")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages the release's code ran on (SwissArmyTransformer, torch, torchdiffeq, python)."""
+    from importlib.metadata import version
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("SwissArmyTransformer", "torch", "torchdiffeq", "omegaconf", "deepspeed"):
+        out[name] = version(name)
+    return out
 
 
 def git_head(path: Path) -> str:
