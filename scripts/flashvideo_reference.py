@@ -14,7 +14,8 @@ Setup (see tests/fixtures/flashvideo_release/README.md for what was measured)::
     /work/venvs/flashvideo-ref/bin/pip install torch==2.13.0          # first: the CPU wheel
     /work/venvs/flashvideo-ref/bin/pip install swissarmytransformer==0.4.12 triton requests wandb kornia scipy \\
         torchdiffeq omegaconf einops pytorch_lightning imageio imageio-ffmpeg transformers sentencepiece numpy \\
-        safetensors
+        safetensors beartype     # no torchvision: it would pull a CUDA torch (the script stubs it)
+    git -C /path/to/FlashVideo checkout 8de4ae2b2c468e78116ad821e8bcd2339282e2b8
     /work/venvs/flashvideo-ref/bin/python scripts/flashvideo_reference.py --flashvideo /path/to/FlashVideo \\
         --out tests/fixtures/flashvideo_release
 
@@ -518,6 +519,7 @@ def main() -> None:
     save_file(REC.tensors, str(out / "trace.safetensors"))
     meta = {
         "flashvideo_commit": git_head(a.flashvideo),
+        "versions": versions(),
         "prompt": a.prompt,
         "seed": a.seed,
         "frames": NUM_FRAMES,
@@ -532,6 +534,16 @@ def main() -> None:
     }
     (out / "trace.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {out}: {len(REC.draws)} random draws, {len(REC.tensors)} tensors")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages the release's code ran on (SwissArmyTransformer, torch, torchdiffeq, python)."""
+    from importlib.metadata import version
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("SwissArmyTransformer", "torch", "torchdiffeq", "omegaconf", "deepspeed"):
+        out[name] = version(name)
+    return out
 
 
 def git_head(path: Path) -> str:

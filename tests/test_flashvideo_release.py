@@ -214,15 +214,20 @@ def test_stage2_timesteps_and_guidance_equal(run, trace):
     assert [g for _, g in run["result"].stages[1].steps] == meta["stage2_guidance"]
 
 
-def test_stage1_latents_match(run, trace):
-    _, t = trace
-    release = t["stage1/step_latents"]  # x after each of the release's 51 sampler steps (the last: its x0 prediction)
-    mine = run["steps"].get(0, [])
-    assert len(mine) == release.shape[0], f"{len(mine)} stage-I steps, the release made {release.shape[0]}"
+def _assert_steps_match(run: dict, t: dict[str, torch.Tensor], index: int) -> None:
+    """fvbench's latent after each sampler step, and the final latent, against the release's."""
+    name = run["preset"].stages[index].name
+    release = t[f"{name}/step_latents"]
+    mine = run["steps"].get(index, [])
+    assert len(mine) == release.shape[0], f"{len(mine)} {name} steps, the release made {release.shape[0]}"
     per_step = max(_max_diff(a, b) for a, b in zip(mine, release))
-    final = _max_diff(run["result"].stages[0].latents, t["stage1/final_latent"])
-    assert per_step <= TOL, f"stage-I latents after a step differ by up to {per_step:.3g}"
-    assert final <= TOL, f"stage-I final latent differs by {final:.3g}"
+    final = _max_diff(run["result"].stages[index].latents, t[f"{name}/final_latent"])
+    assert per_step <= TOL, f"{name} latents after a step differ by up to {per_step:.3g}"
+    assert final <= TOL, f"{name} final latent differs by {final:.3g}"
+
+
+def test_stage1_latents_match(run, trace):
+    _assert_steps_match(run, trace[1], 0)  # 51 SAT steps; the last gives the x0 prediction
 
 
 def test_stage1_frames_match(run, trace):
@@ -235,13 +240,7 @@ def test_stage2_z0_and_latents_match(run, trace):
     _, t = trace
     z0 = _max_diff(run["calls"]["stage2"][0]["x"][0:1], t["stage2/z0"])
     assert z0 <= TOL, f"stage-II z0 (upsample + encode + degradation) differs by {z0:.3g}"
-    release = t["stage2/step_latents"]  # x after each Euler step
-    mine = run["steps"].get(1, [])
-    assert len(mine) == release.shape[0], f"{len(mine)} stage-II steps, the release made {release.shape[0]}"
-    per_step = max(_max_diff(a, b) for a, b in zip(mine, release))
-    final = _max_diff(run["result"].stages[1].latents, t["stage2/final_latent"])
-    assert per_step <= TOL, f"stage-II latents after a step differ by up to {per_step:.3g}"
-    assert final <= TOL, f"stage-II final latent differs by {final:.3g}"
+    _assert_steps_match(run, t, 1)  # 5 Euler steps
 
 
 def test_stage2_frames_match(run, trace):
