@@ -33,11 +33,23 @@ def canonical_hash(obj: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+# Fields added after results were stored: left out of the identity while at their default, so that the hash of every
+# configuration that does not use them (and the results stored under it) stays what it was.
+_LATER_PRESET_FIELDS = {"vae_encode_chunk": 0}
+_LATER_STAGE_FIELDS = {"prompt_prefix": "", "time_grid_dtype": "float64", "upsample_input": "uint8",
+                       "decode_width_splits": 1}
+
+
 def preset_identity(preset: Preset) -> dict[str, Any]:
-    """Everything in a preset that can change its output (not its name, description or file location)."""
+    """Everything in a preset that can change its output (not its name, description, file location or labels)."""
     d = dataclasses.asdict(preset)
-    for k in ("name", "description", "source", "family", "size", "prompt_scope"):
+    for k in ("name", "description", "source", "family", "size", "prompt_scope", "release", "cost_only"):
         d.pop(k)
+    for fields, targets in ((_LATER_PRESET_FIELDS, [d]), (_LATER_STAGE_FIELDS, d["stages"])):
+        for target in targets:
+            for k, default in fields.items():
+                if target[k] == default:
+                    del target[k]
     return d
 
 

@@ -73,11 +73,15 @@ def flops(preset: str | None, resolution: str | None, frames: int | None, nfe: i
                      "forwards": s.nfe, "flops_total": sf["denoise"], "attention_share": fwd.attention_share})
         if s.init == "upsample":
             enc = vae_flops(p, "encode", s.height, s.width)
-            rows.append({"stage": s.name, "component": "vae encode", "params": enc.params, "tokens": None,
+            how = f" ({'/'.join(map(str, p.vae_encode_chunks))} frames)" if p.vae_encode_chunks else ""
+            how = " (tiled)" if p.vae_tiling else how
+            rows.append({"stage": s.name, "component": "vae encode" + how, "params": enc.params, "tokens": None,
                          "flops_per_forward": enc.flops, "forwards": 1, "flops_total": sf["vae_encode"],
                          "attention_share": None})
-        dec = vae_flops(p, "decode", s.height, s.width)
-        rows.append({"stage": s.name, "component": "vae decode", "params": dec.params, "tokens": None,
+        dec = vae_flops(p, "decode", s.height, s.width, s.decode_width_splits)
+        how = f" ({s.decode_width_splits} width slices)" if s.decode_width_splits > 1 else ""
+        how = " (tiled)" if p.vae_tiling else how
+        rows.append({"stage": s.name, "component": "vae decode" + how, "params": dec.params, "tokens": None,
                      "flops_per_forward": dec.flops, "forwards": 1, "flops_total": sf["vae_decode"],
                      "attention_share": None})
     if as_json:
@@ -86,6 +90,10 @@ def flops(preset: str | None, resolution: str | None, frames: int | None, nfe: i
         return
     click.echo(f"{p.name}: FLOPs of one video, counted on the meta device (1 multiply-add = 2 FLOPs; "
                f"a CFG step is one forward at batch 2; TFLOP = 1e12)")
+    if p.release:
+        click.echo(f"samples as released: {p.release}")
+    if p.cost_only:
+        click.echo(f"COST-ONLY PROXY: {p.cost_only}")
     click.echo(f"{'stage':28s} {'component':28s} {'params':>15s} {'tokens':>8s} {'TFLOP/forward':>14s} "
                f"{'forwards':>8s} {'TFLOP total':>14s} {'attention':>9s}")
     for r in rows:
@@ -107,6 +115,8 @@ def _compare(name: str, gpu: str, gpu_tflops: float | None, utilization: float, 
         gpu_tflops = GPU_PEAK_TFLOPS[gpu]
     if not 0 < utilization <= 1:
         raise FvbenchError(f"--utilization must be in (0, 1], got {utilization}")
+    from fvbench.compute.compare import NOTES
+
     rows = compare(name)
     for r in rows:
         r["projected_seconds"] = projected_seconds(r["model_flops"], gpu_tflops, utilization)
@@ -116,13 +126,16 @@ def _compare(name: str, gpu: str, gpu_tflops: float | None, utilization: float, 
         return
     click.echo(f"{name}: FLOPs per 49-frame video counted on the meta device (text encoder + transformer forwards; "
                f"VAE shown apart, as the paper's times exclude VAE decode); PFLOP = 1e15")
-    click.echo(f"{'configuration':66s} {'PFLOP':>9s} {'+VAE':>7s} {'FLOP ratio':>10s} {'paper s':>8s} "
+    click.echo(f"{'configuration':66s} {'setting':15s} {'PFLOP':>9s} {'+VAE':>7s} {'FLOP ratio':>10s} {'paper s':>8s} "
                f"{'time ratio':>10s} {'projected s':>11s}")
     for r in rows:
         pt = f"{r['paper_seconds']:.1f}" if r["paper_seconds"] else "-"
         tr = f"{r['paper_time_ratio']:.2f}x" if r["paper_time_ratio"] else "-"
-        click.echo(f"{r['configuration']:66s} {r['model_flops'] / 1e15:9.2f} {r['vae_flops'] / 1e15:7.2f} "
-                   f"{r['flop_ratio']:9.2f}x {pt:>8s} {tr:>10s} {r['projected_seconds']:11.1f}")
+        click.echo(f"{r['configuration']:66s} {r['setting']:15s} {r['model_flops'] / 1e15:9.2f} "
+                   f"{r['vae_flops'] / 1e15:7.2f} {r['flop_ratio']:9.2f}x {pt:>8s} {tr:>10s} "
+                   f"{r['projected_seconds']:11.1f}")
+    for note in NOTES.get(name, ()):
+        click.echo(f"note: {note}")
     click.echo(f"ratios are to the first row; projected s = PFLOP / ({gpu} {gpu_tflops:.0f} TFLOP/s peak dense x "
                f"{utilization:.0%} assumed utilisation); paper times from arXiv 2502.05179 (GPU not named)")
 

@@ -103,4 +103,6 @@ def presets() -> None:
     for name, p in all_presets().items():
         stages = " -> ".join(f"{s.name} {s.height}x{s.width} {s.solver} {s.nfe} NFE" for s in p.stages)
         where = "built in code" if p.builtin else f"weights: {p.weights_dir()}"
-        click.echo(printable(f"{name:28s} {p.family:12s} {stages}  [{where}]"))
+        label = " [COST-ONLY PROXY]" if p.cost_only else ""
+        label += f" [as released: {p.release.split(' ')[0]}]" if p.release and not p.cost_only else ""
+        click.echo(printable(f"{name:28s} {p.family:12s} {stages}  [{where}]{label}"))

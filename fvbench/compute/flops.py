@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fvbench.errors import FvbenchError
 from fvbench.generation.models.registry import COMPONENT_TYPES
 from fvbench.generation.presets import Preset, StageConfig
+from fvbench.generation.vae_slices import encode_chunk_moments, width_slices
 
 _ATTENTION_OPS = ("bmm", "scaled_dot_product", "_efficient_attention", "_flash_attention")
 
@@ -95,7 +96,7 @@ _REF = 8  # reference side: 8x8 latent pixels (decode) or 8 * factor pixels (enc
 
 
 @lru_cache(maxsize=64)
-def _vae_per_area(config_key: str, op: str, frames: int) -> tuple[float, int]:
+def _vae_per_area(config_key: str, op: str, frames: int, chunks: tuple[int, ...] = ()) -> tuple[float, int]:
     vae = _meta_module("cogvideox-vae", config_key)
     vae.disable_tiling()
     meta = torch.device("meta")
@@ -103,7 +104,10 @@ def _vae_per_area(config_key: str, op: str, frames: int) -> tuple[float, int]:
     if op == "encode":
         side = _REF * factor
         x = torch.empty(1, 3, frames, side, side, device=meta)
-        flops, _ = _count(lambda: vae.encode(x))
+        if chunks:  # FlashVideo's release: frame chunks, cache carried (what Generator.flow_init runs)
+            flops, _ = _count(lambda: encode_chunk_moments(vae, x, chunks))
+        else:
+            flops, _ = _count(lambda: vae.encode(x))
     else:
         side = _REF
         z = torch.empty(1, vae.config.latent_channels, (frames - 1) // 4 + 1, side, side, device=meta)
@@ -120,15 +124,21 @@ def _tiled_area(height: int, width: int, tile_h: int, tile_w: int, overlap_h: fl
                for i in range(0, height, step_h) for j in range(0, width, step_w))
 
 
-def _vae_flops(config_key: str, op: str, frames: int, height: int, width: int, tiling: bool) -> tuple[int, int]:
-    per_area, params = _vae_per_area(config_key, op, frames)
+def _vae_flops(config_key: str, op: str, frames: int, height: int, width: int, tiling: bool,
+               chunks: tuple[int, ...] = (), width_splits: int = 1) -> tuple[int, int]:
+    per_area, params = _vae_per_area(config_key, op, frames, chunks if op == "encode" else ())
     vae = _meta_module("cogvideox-vae", config_key)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     if op == "encode":
         h, w, th, tw = height, width, vae.tile_sample_min_height, vae.tile_sample_min_width
     else:
         h, w, th, tw = height // factor, width // factor, vae.tile_latent_min_height, vae.tile_latent_min_width
-    area = _tiled_area(h, w, th, tw, vae.tile_overlap_factor_height, vae.tile_overlap_factor_width) if tiling else h * w
+    if tiling:
+        area = _tiled_area(h, w, th, tw, vae.tile_overlap_factor_height, vae.tile_overlap_factor_width)
+    elif op == "decode" and width_splits > 1:  # the release's width slices, overlaps decoded twice
+        area = h * sum(hi - lo for lo, _, _, hi in width_slices(w, width_splits))
+    else:
+        area = h * w
     return int(round(per_area * area)), params
 
 
@@ -149,14 +159,17 @@ def transformer_forward_flops(preset: Preset, stage: StageConfig, batch: int = 1
     return ForwardFlops(stage.transformer, params, tokens, batch, flops, attn)
 
 
-def vae_flops(preset: Preset, op: str, height: int, width: int) -> ForwardFlops:
-    """FLOPs of one VAE ``encode`` (pixels HxW) or ``decode`` (to pixels HxW) of a whole video of the preset."""
+def vae_flops(preset: Preset, op: str, height: int, width: int, width_splits: int = 1) -> ForwardFlops:
+    """FLOPs of one VAE ``encode`` (pixels HxW) or ``decode`` (to pixels HxW) of a whole video of the preset, as the
+    preset runs it: diffusers' tiles (``vae_tiling``), the release's frame chunks (``vae_encode_chunks``) or width
+    slices (``width_splits``), or one pass."""
     spec = preset.components["vae"]
     if COMPONENT_TYPES[spec.type].weightless:  # no parameters (the pixel-space identity VAE): a rescale, no FLOPs
         return ForwardFlops("vae", 0, None, 1, 0, 0)
     if spec.type != "cogvideox-vae":
         raise FvbenchError(f"preset {preset.name!r}: no FLOP rule for VAE type {spec.type!r}")
-    flops, params = _vae_flops(_key(spec.config), op, preset.frames, height, width, preset.vae_tiling)
+    flops, params = _vae_flops(_key(spec.config), op, preset.frames, height, width, preset.vae_tiling,
+                               preset.vae_encode_chunks, width_splits)
     return ForwardFlops("vae", params, None, 1, flops, 0)
 
 
@@ -180,7 +193,7 @@ def stage_flops(preset: Preset, stage_index: int) -> dict[str, int]:
            "vae_encode": 0, "upsample": 0}
     if stage.init == "upsample":
         out["vae_encode"] = vae_flops(preset, "encode", stage.height, stage.width).flops
-    out["vae_decode"] = vae_flops(preset, "decode", stage.height, stage.width).flops
+    out["vae_decode"] = vae_flops(preset, "decode", stage.height, stage.width, stage.decode_width_splits).flops
     out["total"] = out["denoise"] + out["vae_encode"] + out["upsample"] + out["vae_decode"]
     return out
 

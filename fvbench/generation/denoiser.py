@@ -6,7 +6,8 @@ as CogVideoX does, so ``nfe`` counts calls and ``rows`` counts the samples the t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -17,6 +18,16 @@ class TextConditioning:
 
     cond: torch.Tensor
     uncond: torch.Tensor
+    # the same prompt with a stage's prompt prefix (FlashVideo's stage II: 'medium motion,' + prompt), by prefix
+    prefixed: dict[str, "TextConditioning"] = field(default_factory=dict)
+
+    def for_prefix(self, prefix: str) -> "TextConditioning":
+        """The conditioning of ``prefix + prompt`` ('' is the prompt itself); it must have been encoded."""
+        if not prefix:
+            return self
+        if prefix not in self.prefixed:
+            raise KeyError(f"prompt prefix {prefix!r} was not encoded")
+        return self.prefixed[prefix]
 
 
 class Denoiser:
@@ -34,8 +45,13 @@ class Denoiser:
         self.rows = 0
 
     @torch.no_grad()
-    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor | float, guidance: float) -> torch.Tensor:
-        """Model output at ``timestep``; with CFG, ``uncond + guidance * (cond - uncond)``."""
+    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor | float, guidance: float,
+                 transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Model output at ``timestep``; with CFG, ``uncond + guidance * (cond - uncond)``.
+
+        ``transform(output, input)``, if given, maps each branch's raw output (with its input latents) before guidance
+        combines them: SAT's samplers guide the x0 prediction, not the model's v.
+        """
         x = torch.cat([latents, latents]) if self.use_cfg else latents
         b = x.shape[0]
         dtype = next(self.transformer.parameters()).dtype
@@ -48,6 +64,8 @@ class Denoiser:
             hidden_states=x.to(dtype), encoder_hidden_states=self.encoder_hidden_states.to(dtype), timestep=t,
             image_rotary_emb=self.rotary, return_dict=False, **kwargs,
         )[0].float()
+        if transform is not None:
+            out = transform(out, x)
         self.nfe += 1
         self.rows += b
         if not self.use_cfg:

@@ -17,7 +17,8 @@ from fvbench.dataio import from_dict, load_data
 from fvbench.errors import FvbenchError, UnknownNameError
 from fvbench.paths import data_dir, weights_root
 
-Solver = Literal["dpm++2m", "ddim", "flow-euler"]
+Solver = Literal["dpm++2m", "ddim", "sat-dpm++2m", "flow-euler"]
+GridDtype = Literal["float64", "float32", "bfloat16", "float16", "model"]
 PACKAGE_PREFIX = "package:"  # ``weights: package:shapesworld/weights`` = a folder inside the installed fvbench package
 
 # Ceilings that keep a typo (``nfe: 1000000000``) from planning petaFLOPs or allocating gigabytes; far above any
@@ -62,6 +63,12 @@ class StageConfig:
     stage that starts from Gaussian noise, ``upsample`` for FlashVideo's stage II (previous stage's pixels ->
     bilinear antialiased upsample -> VAE encode -> degradation at ``noise_step``). A flow stage with
     ``init: noise`` is the vanilla cascade.
+
+    Release-exact FlashVideo fields (defaults keep fvbench's own behaviour): ``solver: sat-dpm++2m`` is SAT's
+    DPM-Solver++(2M) SDE on its ``nfe``-step timestep subset; ``prompt_prefix`` is put before the prompt for this
+    stage's text encoding; ``time_grid_dtype`` is the dtype of the flow grid (``model``: the transformer's);
+    ``upsample_input: float`` feeds the previous stage's unrounded pixels to the upsampler; ``decode_width_splits``
+    decodes in that many width slices (the release's stage-II decode) instead of one pass.
     """
 
     name: str
@@ -78,6 +85,10 @@ class StageConfig:
     latent_scale: float | None = None
     rope: Literal["grid", "crop"] = "grid"
     snr_shift_scale: float = 1.0
+    prompt_prefix: str = ""
+    time_grid_dtype: GridDtype = "float64"
+    upsample_input: Literal["uint8", "float"] = "uint8"
+    decode_width_splits: int = 1
 
     def __post_init__(self) -> None:
         if self.nfe <= 0:
@@ -97,6 +108,10 @@ class StageConfig:
             raise ValueError(f"stage {self.name!r}: the flow solver takes constant CFG only")
         if self.init == "upsample" and self.solver != "flow-euler":
             raise ValueError(f"stage {self.name!r}: init 'upsample' needs the flow-euler solver")
+        if self.decode_width_splits < 1:
+            raise ValueError(f"stage {self.name!r}: decode_width_splits must be >= 1, got {self.decode_width_splits}")
+        if self.time_grid_dtype != "float64" and self.solver != "flow-euler":
+            raise ValueError(f"stage {self.name!r}: time_grid_dtype applies to the flow-euler solver only")
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,10 @@ class Preset:
     seed: int = 0
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     vae_tiling: bool = False
+    # FlashVideo's release encodes 1 + 16, 16, 16 frames at a time (17/16/16 for 49): 16 here; 0 = one whole pass
+    vae_encode_chunk: int = 0
+    release: str = ""  # the released code this preset samples like (repository@commit), printed with the preset
+    cost_only: str = ""  # non-empty: the preset measures cost only, and this says why (printed wherever it appears)
     prompt_scope: str = ""  # what prompts the model understands when that is not free text (printed by `fvbench run`)
     source: str = ""
 
@@ -133,6 +152,9 @@ class Preset:
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
         for s in self.stages:
+            if s.decode_width_splits > 1 and self.vae_tiling:
+                raise ValueError(f"stage {s.name!r}: decode_width_splits (the release's slicing) and vae_tiling "
+                                 f"exclude each other")
             if s.transformer not in self.components:
                 raise ValueError(f"stage {s.name!r} names transformer {s.transformer!r}, not among the components")
             factor = self.spatial_factor(s)
@@ -141,6 +163,10 @@ class Preset:
                     f"stage {s.name!r}: resolution {s.height}x{s.width} is not divisible by {factor} "
                     f"(VAE factor {self.vae_spatial_factor} x patch {self.patch_size(s)})"
                 )
+        if self.vae_encode_chunk < 0:
+            raise ValueError(f"vae_encode_chunk must be >= 0, got {self.vae_encode_chunk}")
+        if self.vae_encode_chunk and self.vae_tiling:
+            raise ValueError("vae_encode_chunk (the release's frame slicing) and vae_tiling exclude each other")
         if self.family == "single-stage" and len(self.stages) != 1:
             raise ValueError("a single-stage preset has exactly one stage")
 
@@ -171,6 +197,19 @@ class Preset:
     def latent_frames(self) -> int:
         """Latent frame count, by the VAE type's rule (CogVideoX: (frames - 1) / 4 + 1; pixel space: frames)."""
         return self._vae_geometry().latent_frames(self.frames)
+
+    @property
+    def vae_encode_chunks(self) -> tuple[int, ...]:
+        """Frames per VAE encode call: the first frame plus ``vae_encode_chunk``, then ``vae_encode_chunk`` at a time
+        (the release's 17, 16, 16 for 49 frames); () for one whole pass."""
+        k = self.vae_encode_chunk
+        if not k:
+            return ()
+        chunks, left = [min(1 + k, self.frames)], self.frames - min(1 + k, self.frames)
+        while left:
+            chunks.append(min(k, left))
+            left -= chunks[-1]
+        return tuple(chunks)
 
     @property
     def builtin(self) -> bool:
@@ -253,13 +292,16 @@ def all_presets() -> dict[str, Preset]:
 
 
 def scope_notes(names: list[str]) -> list[str]:
-    """"A, B understand only <scope>" for the known presets among ``names`` that declare a prompt scope."""
+    """What results of the known presets among ``names`` mean: "A, B understand only <scope>" for presets that declare
+    a prompt scope, and "A is a cost-only proxy: <why>" for presets that measure cost only."""
     presets = all_presets()
     groups: dict[str, list[str]] = {}
-    for n in dict.fromkeys(names):
-        if n in presets and presets[n].prompt_scope:
+    known = [n for n in dict.fromkeys(names) if n in presets]
+    for n in known:
+        if presets[n].prompt_scope:
             groups.setdefault(presets[n].prompt_scope, []).append(n)
-    return [f"{', '.join(ns)} understand{'s' if len(ns) == 1 else ''} only {scope}" for scope, ns in groups.items()]
+    notes = [f"{', '.join(ns)} understand{'s' if len(ns) == 1 else ''} only {scope}" for scope, ns in groups.items()]
+    return notes + [f"{n} is a COST-ONLY PROXY: {presets[n].cost_only}" for n in known if presets[n].cost_only]
 
 
 def get_preset(name: str) -> Preset:

@@ -6,7 +6,9 @@ latent frame count (13); both outputs are added to the timestep embedding. Each 
 timestep MLP (sinusoidal features of width ``inner_dim`` -> ``time_embed_dim`` -> ``time_embed_dim``).
 
 The extra conditioning enters through diffusers' own ``timestep_cond`` argument, as a ``(batch, 2)`` tensor of
-``[noise_step, latent_frames]``, so the diffusers forward runs unchanged.
+``[noise_step, latent_frames]``, so the diffusers forward runs unchanged. With both extras off it is FlashVideo's
+stage I (CogVideoX-5B blocks). ``norm_out_eps`` sets the epsilon of the final adaptive norm: FlashVideo's SAT code
+(``FinalLayerMixin``) uses 1e-6 where diffusers' CogVideoX uses ``norm_eps`` (1e-5); None keeps diffusers'.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class FlashVideoTransformer3DModel(CogVideoXTransformer3DModel):
         ofs_embed_dim: int | None = None,
         ref_step_embedding: bool = True,
         frame_count_embedding: bool = True,
+        norm_out_eps: float | None = None,
     ):
         super().__init__(
             num_attention_heads=num_attention_heads, attention_head_dim=attention_head_dim, in_channels=in_channels,
@@ -98,6 +101,8 @@ class FlashVideoTransformer3DModel(CogVideoXTransformer3DModel):
             patch_size_t=patch_size_t, ofs_embed_dim=ofs_embed_dim,
         )
         inner_dim = num_attention_heads * attention_head_dim
+        if norm_out_eps is not None:  # SAT's FinalLayerMixin normalises with eps 1e-6; diffusers' norm_out uses norm_eps
+            self.norm_out.norm.eps = norm_out_eps
         self.time_embedding = FlashVideoTimeEmbedding(
             inner_dim, time_embed_dim, timestep_activation_fn, flip_sin_to_cos, freq_shift,
             ref_step=ref_step_embedding, frame_count=frame_count_embedding,

@@ -97,7 +97,12 @@ def _load_diffusers(cls_name: str) -> Callable[[Path, torch.dtype], Any]:
             from fvbench.generation.models.flashvideo import FlashVideoTransformer3DModel as cls
         else:
             cls = _diffusers_class(cls_name)
-        return cls.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
+        model, info = cls.from_pretrained(path, torch_dtype=dtype, local_files_only=True, output_loading_info=True)
+        if info.get("missing_keys"):  # diffusers would initialise them at random, with only a warning
+            missing = sorted(info["missing_keys"])
+            raise ValueError(f"{len(missing)} weights of {cls_name} are not in the folder (e.g. {', '.join(missing[:3])}); "
+                             f"a folder converted for another architecture? (re-run fvbench convert-flashvideo)")
+        return model
 
     return load
 

@@ -91,6 +91,9 @@ TRUST_HINT = ("unpickling it can run any code its author put in it; if you trust
               "--trust-checkpoint (library: trust_pickle=True)")
 ROLES = ("stage1", "stage2", "vae")
 COMPONENT_TYPE = {"stage1": "cogvideox-transformer", "stage2": "flashvideo-transformer", "vae": "cogvideox-vae"}
+# types a preset may give each role (stage I as a FlashVideo transformer without the extra embeddings: its final norm)
+ALLOWED_TYPES = {"stage1": ("cogvideox-transformer", "flashvideo-transformer"), "stage2": ("flashvideo-transformer",),
+                 "vae": ("cogvideox-vae",)}
 SAT_MAX_SEQUENCE_LENGTH = 64  # FlashVideo's transformer_args.max_sequence_length: rows of the unused position table
 
 # (SAT name, diffusers name); {i} = layer index, {p} = parameter name. One-to-one renames only.
@@ -274,11 +277,14 @@ def _state_dict_of(data: Any, path: Path) -> dict[str, torch.Tensor]:
 # -------------------------------------------------------------------------------------------------------------- LoRA
 
 
-def merge_lora(state: dict[str, torch.Tensor], lora_alpha: float = 1.0) -> tuple[dict[str, torch.Tensor], int]:
+def merge_lora(state: dict[str, torch.Tensor], lora_alpha: float = 1.0,
+               merged_dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], int]:
     """Fold SAT LoRA layers into plain linears: W = W0 + concat_k(B_k @ A_k) * lora_alpha / r.
 
     Returns the new state dict (LoRA keys replaced by ``X.weight`` / ``X.bias``) and the number of layers merged.
-    Computed in float32 and cast to the bias dtype, as SAT's ``merge_linear_lora``.
+    Computed in float32 and cast to the bias dtype, as SAT's ``merge_linear_lora`` does in a model holding the
+    checkpoint's dtype (the release runs bf16); ``merged_dtype`` keeps the merged weight and its bias in that dtype
+    instead (float32: what SAT computes when the model runs in float32, as the differential test's reference does).
     """
     groups: dict[str, dict[str, Any]] = {}
     out: dict[str, torch.Tensor] = {}
@@ -312,10 +318,10 @@ def merge_lora(state: dict[str, torch.Tensor], lora_alpha: float = 1.0) -> tuple
         delta = torch.cat([bk.float() @ ak.float() * scaling for ak, bk in zip(a, b)], dim=0)
         if delta.shape != w0.shape:
             raise FvbenchError(f"LoRA layer {base}: update {tuple(delta.shape)} does not fit weight {tuple(w0.shape)}")
-        dtype = g["bias"].dtype if "bias" in g else w0.dtype
+        dtype = merged_dtype or (g["bias"].dtype if "bias" in g else w0.dtype)
         out[f"{base}.weight"] = (w0.float() + delta).to(dtype)
         if "bias" in g:
-            out[f"{base}.bias"] = g["bias"]
+            out[f"{base}.bias"] = g["bias"].to(dtype)
     return out, len(groups)
 
 
@@ -333,7 +339,8 @@ class MappedState:
     ignored: int  # keys of other SAT engine parts (first_stage_model., conditioner.)
 
 
-def sat_transformer_to_diffusers(state: dict[str, torch.Tensor], lora_alpha: float = 1.0) -> MappedState:
+def sat_transformer_to_diffusers(state: dict[str, torch.Tensor], lora_alpha: float = 1.0,
+                                 lora_dtype: torch.dtype | None = None) -> MappedState:
     """Map a SAT CogVideoX / FlashVideo DiT state dict to diffusers names (LoRA merged first).
 
     Keys under ``model.diffusion_model.`` are the DiT; a checkpoint without that prefix is taken as the DiT alone.
@@ -350,7 +357,7 @@ def sat_transformer_to_diffusers(state: dict[str, torch.Tensor], lora_alpha: flo
             stray.append(key)
         else:
             own[key] = value
-    merged, n_lora = merge_lora(own, lora_alpha)
+    merged, n_lora = merge_lora(own, lora_alpha, lora_dtype)
     out: dict[str, torch.Tensor] = {}
     dropped = []
     for key, value in merged.items():
@@ -474,6 +481,10 @@ class ConvertedPart:
 
 def flashvideo_configs(like: str = "flashvideo") -> dict[str, dict[str, Any]]:
     """The stage1 / stage2 / vae architecture configs of a two-stage preset (default: the real ``flashvideo``)."""
+    return {role: dict(spec.config) for role, spec in _flashvideo_specs(like).items()}
+
+
+def _flashvideo_specs(like: str):
     from fvbench.generation.presets import get_preset
 
     preset = get_preset(like)
@@ -483,18 +494,20 @@ def flashvideo_configs(like: str = "flashvideo") -> dict[str, dict[str, Any]]:
     configs = {name: preset.components[roles[name]] for name in ("stage1", "stage2")}
     configs["vae"] = preset.components["vae"]
     for role, spec in configs.items():
-        if spec.type != COMPONENT_TYPE[role]:
+        if spec.type not in ALLOWED_TYPES[role]:
             raise FvbenchError(f"preset {like!r}: {role} is a {spec.type!r}, the converter writes "
-                               f"{COMPONENT_TYPE[role]!r}")
-    return {role: dict(spec.config) for role, spec in configs.items()}
+                               f"{' or '.join(map(repr, ALLOWED_TYPES[role]))}")
+    return configs
 
 
-def to_module(role: str, config: dict[str, Any], state: dict[str, torch.Tensor], what: str) -> torch.nn.Module:
-    """Build ``role``'s module on the meta device and assign ``state`` to it; key or shape mismatches are errors."""
+def to_module(role: str, config: dict[str, Any], state: dict[str, torch.Tensor], what: str,
+              type_name: str | None = None) -> torch.nn.Module:
+    """Build ``role``'s module (of ``type_name``, default the role's usual type) on the meta device and assign
+    ``state`` to it; key or shape mismatches are errors."""
     from fvbench.generation.models.registry import component_type
 
     with torch.device("meta"):
-        module = component_type(COMPONENT_TYPE[role]).build(config)
+        module = component_type(type_name or COMPONENT_TYPE[role]).build(config)
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -513,7 +526,8 @@ def to_module(role: str, config: dict[str, Any], state: dict[str, torch.Tensor],
 
 def convert_flashvideo(stage1: str | Path | None, stage2: str | Path | None, vae: str | Path | None,
                        out: str | Path, trust_pickle: bool = False, *, configs: dict[str, dict[str, Any]] | None = None,
-                       like: str = "flashvideo", lora_alpha: float = 1.0, overwrite: bool = False,
+                       like: str = "flashvideo", lora_alpha: float = 1.0, lora_dtype: torch.dtype | None = None,
+                       overwrite: bool = False,
                        log: Callable[[str], None] | None = None) -> list[ConvertedPart]:
     """Convert whichever of FlashVideo's three SAT checkpoints are given into ``out/{stage1,stage2,vae}``.
 
@@ -533,11 +547,15 @@ def convert_flashvideo(stage1: str | Path | None, stage2: str | Path | None, vae
     for role in sources:
         if (out / role).exists() and not overwrite:
             raise FvbenchError(f"{out / role} already exists; remove it or pass --overwrite (library: overwrite=True)")
-    configs = configs if configs is not None else flashvideo_configs(like)
+    types: dict[str, str] = {}
+    if configs is None:
+        specs = _flashvideo_specs(like)
+        configs = {role: dict(spec.config) for role, spec in specs.items()}
+        types = {role: spec.type for role, spec in specs.items()}
     created = [d for d in (out, *out.parents) if not d.exists()]  # removed again (if still empty) on failure
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _convert_into(out, sources, configs, trust_pickle, lora_alpha, log)
+        return _convert_into(out, sources, configs, types, trust_pickle, lora_alpha, lora_dtype, log)
     except BaseException:
         for d in created:  # deepest first; rmdir refuses a folder that holds anything (a part already converted)
             try:
@@ -547,15 +565,17 @@ def convert_flashvideo(stage1: str | Path | None, stage2: str | Path | None, vae
         raise
 
 
-def _convert_into(out: Path, sources: dict[str, Path], configs: dict[str, dict[str, Any]], trust_pickle: bool,
-                  lora_alpha: float, log: Callable[[str], None] | None) -> list[ConvertedPart]:
+def _convert_into(out: Path, sources: dict[str, Path], configs: dict[str, dict[str, Any]], types: dict[str, str],
+                  trust_pickle: bool, lora_alpha: float, lora_dtype: torch.dtype | None,
+                  log: Callable[[str], None] | None) -> list[ConvertedPart]:
     """The conversions of :func:`convert_flashvideo`, into an existing folder ``out``."""
     done = []
     for role, path in sources.items():
         state = load_sat_checkpoint(path, trust_pickle)
-        mapped = sat_vae_to_diffusers(state) if role == "vae" else sat_transformer_to_diffusers(state, lora_alpha)
+        mapped = (sat_vae_to_diffusers(state) if role == "vae"
+                  else sat_transformer_to_diffusers(state, lora_alpha, lora_dtype))
         del state
-        module = to_module(role, configs[role], mapped.state, f"{path} ({role})")
+        module = to_module(role, configs[role], mapped.state, f"{path} ({role})", types.get(role))
         dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in mapped.state.values()})
         target = out / role
         tmp = Path(tempfile.mkdtemp(prefix=f".{role}.", suffix=".partial", dir=out))

@@ -35,8 +35,11 @@ def make_scheduler(solver: str, snr_shift_scale: float = 1.0):
 
 def sample_cogvideox(denoiser: Denoiser, noise: torch.Tensor, solver: str, nfe: int, cfg: float,
                      cfg_schedule: str = "constant", snr_shift_scale: float = 1.0,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """Denoise ``noise`` (B, F, C, H, W) in ``nfe`` model evaluations; returns clean latents."""
+                     generator: torch.Generator | None = None, trace: list | None = None) -> torch.Tensor:
+    """Denoise ``noise`` (B, F, C, H, W) in ``nfe`` model evaluations; returns clean latents.
+
+    ``trace``, if given, receives one ``(timestep, guidance)`` per model call.
+    """
     scheduler = make_scheduler(solver, snr_shift_scale)
     scheduler.set_timesteps(nfe, device=noise.device)
     timesteps = scheduler.timesteps
@@ -44,6 +47,8 @@ def sample_cogvideox(denoiser: Denoiser, noise: torch.Tensor, solver: str, nfe: 
     old_pred_original_sample = None
     for i, t in enumerate(timesteps):
         guidance = dynamic_cfg_scale(cfg, float(t), nfe) if cfg_schedule == "dynamic" else cfg
+        if trace is not None:
+            trace.append((float(t), guidance))
         model_input = scheduler.scale_model_input(latents, t)
         v = denoiser(model_input, t, guidance)
         if solver == "ddim":
