@@ -44,6 +44,12 @@ def read_mp4(path: str | Path) -> np.ndarray:
         return np.stack([frame for frame in reader])
 
 
+def encode_roundtrip(video: torch.Tensor | np.ndarray) -> np.ndarray:
+    """The frames as they come back from the mp4 :func:`write_mp4` would write (what VBench would read)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_mp4(write_mp4(video, Path(tmp) / "video.mp4"))
+
+
 def video_sha256(video: torch.Tensor | np.ndarray) -> str:
     """Checksum of a video's raw uint8 frames (what determinism tests and `fvbench check` compare)."""
     frames = video.numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
