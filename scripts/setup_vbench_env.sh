@@ -30,7 +30,7 @@ if ! "$PY" -c "import importlib.metadata as m; m.version('torchvision')" 2>/dev/
     2.14.*) TV=0.29.1 ;;
     *) echo "setup_vbench_env: install the torchvision built for torch $TORCH into $ENV_DIR first" >&2; exit 1 ;;
   esac
-  "${PIP[@]}" install --no-deps "torchvision==$TV"
+  "${PIP[@]}" install --no-deps "torchvision==$TV" "numpy<2" pillow  # its other dependencies, never a torch
 fi
 SITE=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 if ! "$PY" -c "import torchvision" 2>/dev/null; then
