@@ -32,7 +32,8 @@ def metrics(show_vbench: bool, time_shape: str | None, runs: int) -> None:
         click.echo(f"{name:22s} {m.level}-level, {direction}, v{m.version}{extra}{default}: {m.description}; "
                    f"needs {m.requires} [{status}]")
     click.echo("vbench:<dimension>     video- and set-level, out of process: fvbench score RUN --vbench-python PATH "
-               "(an environment with VBench 0.1.5 and its weights in $VBENCH_CACHE_DIR); list with --vbench")
+               "(an environment with VBench 0.1.5, built by scripts/setup_vbench_env.sh, and its weights in "
+               "$VBENCH_CACHE_DIR); list with --vbench")
     if show_vbench:
         _list_vbench()
     if time_shape:
