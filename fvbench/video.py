@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,12 @@ def read_mp4(path: str | Path) -> np.ndarray:
 
     with imageio.get_reader(str(path)) as reader:  # iterate: its len() is inf, so list(reader) would not end well
         return np.stack([frame for frame in reader])
+
+
+def encode_roundtrip(video: torch.Tensor | np.ndarray) -> np.ndarray:
+    """The frames as they come back from the mp4 :func:`write_mp4` would write (what VBench would read)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_mp4(write_mp4(video, Path(tmp) / "video.mp4"))
 
 
 def video_sha256(video: torch.Tensor | np.ndarray) -> str:

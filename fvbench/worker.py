@@ -121,7 +121,9 @@ class GroupWorker:
                 if len(outputs) > 1 and self.save_videos in ("previews", "all"):
                     self._save("previews", unit, outputs[0].video, row, 1)
                 self._save("videos", unit, outputs[-1].video, row, len(outputs))
-                metrics = self.metric_fn(outputs[-1].video, unit) if self.metric_fn else {}
+                final = row.get(f"s{len(outputs)}_video_path")
+                metrics = (self.metric_fn(outputs[-1].video, unit, self.run_dir / final if final else None)
+                           if self.metric_fn else {})
                 yield GroupResult(row, metrics)
             except Exception as e:  # one failed unit is recorded and the sweep goes on
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]

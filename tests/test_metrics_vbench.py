@@ -28,7 +28,7 @@ class VBench:
                  mode="vbench_standard", **kwargs):
         how = os.environ.get("FAKE_VBENCH", "ok")
         side = {"local": local, "mode": mode, "device": self.device, "hf_offline": os.environ.get("HF_HUB_OFFLINE"),
-                "cache": os.environ.get("VBENCH_CACHE_DIR")}
+                "cache": os.environ.get("VBENCH_CACHE_DIR"), "dimensions": list(dimension_list)}
         try:
             socket.create_connection(("93.184.216.34", 80), timeout=3).close()
             side["network"] = "open"
@@ -55,6 +55,9 @@ class VBench:
             if how == "drop_video":
                 videos = videos[1:]
             agg = sum(v["video_results"] for v in videos) / len(videos) if videos else float("nan")
+            if d == "imaging_quality":  # as vbench 0.1.5: per-video MUSIQ on 0-100, only the aggregate divided by 100
+                for v in videos:
+                    v["video_results"] *= 100.0
             results[d] = [agg, videos]
         if how == "drop_dim":
             results.pop(dimension_list[-1])
@@ -214,7 +217,7 @@ def test_score_command_end_to_end(vbench_env, tmp_path, capsys):
     capsys.readouterr()
     assert main(["score", str(out), "--vbench-python", vbench_env["python"], "--vbench-dimensions",
                  "color,scene", "--device", "cpu"]) == 0
-    assert "tiny-dit_s1-1: VBench (3 videos, standard protocol)" in capsys.readouterr().out
+    assert "tiny-dit_s1-1: VBench (3 videos, standard protocol, cpu)" in capsys.readouterr().out
     df = load_results(out).set_index("prompt")
     assert df.loc["a red bicycle", "metric:vbench:color"] == pytest.approx(0.3)
     assert df.loc["alley", "metric:vbench:scene"] == pytest.approx(0.34)
@@ -227,3 +230,138 @@ def test_score_command_end_to_end(vbench_env, tmp_path, capsys):
     assert main(["score", str(out), "--vbench-python", vbench_env["python"], "--vbench-dimensions", "color"]) == 2
     assert "grit_b_densecap_objectdet.pth (for color)" in capsys.readouterr().err
     assert sorted((out / "vbench").iterdir()) == before
+
+
+def _tiny_run(tmp_path, prompts=PROMPTS, presets="tiny-dit"):
+    from fvbench.cli import main
+
+    f = tmp_path / "p.txt"
+    f.write_text("\n".join(prompts) + "\n")
+    out = tmp_path / "run"
+    assert main(["run", "--suite", str(f), "--presets", presets, "--stage1-nfe", "1", "--stage2-nfe", "1",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_a_weight_file_shared_by_dimensions_is_listed_once(vbench_env):
+    """Issue 14, bug 7: GRiT serves four dimensions; the message named its file four times."""
+    grit = vbench_env["cache"] / "grit_model" / "grit_b_densecap_objectdet.pth"
+    grit.unlink()
+    absent = missing_weights(["object_class", "multiple_objects", "color", "spatial_relationship", "scene"])
+    assert absent == [f"{grit} (for object_class, multiple_objects, color, spatial_relationship)"]
+
+
+def test_score_defaults_to_the_dimensions_of_the_run_prompts(vbench_env, tmp_path, capsys):
+    """Issue 14, bug 2: with no --vbench-dimensions, fvbench asks for the 16 dimensions, VBench returns NaN for those
+    no prompt belongs to, and fvbench threw the whole configuration away. Now it asks for the prompts' dimensions,
+    and a dimension that comes back NaN is stored as having no value while the others are kept. Bug 4: every
+    dimension's score is printed."""
+    from fvbench import load_results
+    from fvbench.cli import main
+    from fvbench.store import open_store
+
+    out = _tiny_run(tmp_path)
+    capsys.readouterr()
+    assert main(["score", str(out), "--vbench-python", vbench_env["python"]]) == 0
+    printed = capsys.readouterr().out
+    staged = next((out / "vbench").iterdir())
+    side = json.loads((staged / "results" / "fake-side.json").read_text())
+    # the prompts' own dimensions, in VBench's order, from VBench_full_info.json
+    assert side["dimensions"] == ["background_consistency", "temporal_flickering", "color", "scene"]
+    expected = side["dimensions"]
+    assert "VBench dimensions of this run's prompts: " + ", ".join(expected) in printed
+    assert re.search(r"^  color +0\.\d{4} \(1\)$", printed, re.M)  # per-dimension lines
+    assert re.search(r"^  scene +0\.\d{4} \(1\)$", printed, re.M)
+    df = load_results(out).set_index("prompt")
+    assert df.loc["a red bicycle", "metric:vbench:color"] == pytest.approx(0.3 + 0.04 * expected.index("color"))
+    # a dimension no staged video belongs to: NaN from VBench, kept as "no value", the others stored
+    capsys.readouterr()
+    assert main(["score", str(out), "--vbench-python", vbench_env["python"], "--vbench-dimensions",
+                 "color,human_action"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^  human_action +no value \(none of the staged videos belongs to it\) \(0\)$", printed, re.M)
+    vb = open_store(out).info()["vbench:tiny-dit_s1-1"]
+    assert vb["dimensions"] == {"color": pytest.approx(0.3), "human_action": None}
+    assert vb["no_value"] == ["human_action"] and vb["totals"]["semantic"] is None
+
+
+def test_device_defaults_to_auto_and_a_failed_attempt_leaves_no_staging_folder(vbench_env, tmp_path, monkeypatch,
+                                                                                capsys):
+    """Issue 14, bug 3: --device defaulted to cuda on a machine without one; a failure left its folder behind."""
+    from fvbench.cli import main
+    from fvbench.store import open_store
+
+    out = _tiny_run(tmp_path)
+    monkeypatch.setenv("FAKE_VBENCH", "raise")
+    assert main(["score", str(out), "--vbench-python", vbench_env["python"], "--vbench-dimensions", "color"]) != 0
+    assert "fake VBench failed on purpose" in capsys.readouterr().err
+    assert list((out / "vbench").iterdir()) == []
+    monkeypatch.setenv("FAKE_VBENCH", "ok")
+    assert main(["score", str(out), "--vbench-python", vbench_env["python"], "--vbench-dimensions", "color"]) == 0
+    (staged,) = (out / "vbench").iterdir()
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the stand-in interpreter runs this torch
+    assert json.loads((staged / "results" / "fake-side.json").read_text())["device"] == device
+    assert open_store(out).info()["vbench:tiny-dit_s1-1"]["device"] == device
+    assert f"standard protocol, {device})" in capsys.readouterr().out
+
+
+def test_imaging_quality_per_video_values_are_stored_on_the_aggregate_scale(vbench_env, tmp_path):
+    """Issue 14, bug 5: VBench writes imaging_quality per video on 0-100 and its aggregate on 0-1."""
+    prompts = PROMPTS + ["Turtle swimming in ocean.", "Close up of grapes on a rotating table."]  # 2 in imaging_quality
+    videos = _staged(tmp_path, [f"{p}-{i}.mp4" for p in prompts for i in (0, 1, 2)])
+    r = run_vbench(vbench_env["python"], videos, tmp_path / "out", "cfg", ["imaging_quality", "color"],
+                   vbench_info_path(), "cpu")
+    per_video = r.per_video["imaging_quality"]
+    assert len(per_video) == 6 and all(0 < v < 1 for v in per_video.values())
+    assert sum(per_video.values()) / len(per_video) == pytest.approx(r.per_dimension["imaging_quality"])
+    assert r.metric_version("imaging_quality") == "vbench0.1.5-vbench_standard-pervideo-x0.01"
+    assert r.metric_version("color") == "vbench0.1.5-vbench_standard"
+
+
+def test_in_run_temporal_flickering_reads_the_written_video(tmp_path):
+    """Issue 14, bug 6: the in-run value came from the frames before encoding, VBench's from the mp4; both were stored
+    under one name and version. Now the run scores the written mp4 and the version records the input."""
+    from fvbench import load_results
+    from fvbench.cli import main
+    from fvbench.metrics.offline import TemporalFlickering
+    from fvbench.store import open_store
+    from fvbench.video import read_mp4
+
+    out = _tiny_run(tmp_path)
+    df = load_results(out)
+    for path, prompt, value in zip(df.s1_video_path, df.prompt, df["metric:temporal_flickering"]):
+        assert value == TemporalFlickering().score(read_mp4(out / path), prompt=prompt)
+    versions = dict(open_store(out).conn.execute("SELECT metric, version FROM metrics WHERE unit_hash = ?",
+                                                 (df.unit_hash[0],)).fetchall())
+    assert versions["temporal_flickering"] == "1+mp4" and versions["motion_px"].endswith("+frames")
+    before = df["metric:temporal_flickering"].tolist()
+    assert main(["score", str(out), "--metrics", "temporal_flickering"]) == 0
+    assert load_results(out)["metric:temporal_flickering"].tolist() == before  # re-scored from the mp4: equal
+    # without saved videos the run still scores what the mp4 would be
+    f = tmp_path / "p.txt"
+    assert main(["run", "--suite", str(f), "--presets", "tiny-dit", "--stage1-nfe", "1", "--save-videos", "none",
+                 "--out", str(tmp_path / "nosave")]) == 0
+    assert load_results(tmp_path / "nosave")["metric:temporal_flickering"].tolist() == before
+
+
+def test_report_of_a_vbench_scored_run_shows_every_dimension(vbench_env, tmp_path):
+    """Issue 14, bug 1: `fvbench report` crashed on ``vbench:<dimension>`` metric columns (itertuples renames them);
+    bug 4: it showed no per-dimension scores."""
+    from fvbench.cli import main
+
+    out = _tiny_run(tmp_path, presets="tiny-flashvideo,tiny-dit")
+    assert main(["score", str(out), "--vbench-python", vbench_env["python"], "--vbench-dimensions",
+                 "color,scene,temporal_flickering,human_action"]) == 0
+    assert main(["report", str(out)]) == 0
+    md = (out / "report" / "report.md").read_text()
+    page = (out / "report" / "index.html").read_text()
+    assert "## VBench" in md and "### tiny-dit_s1-1" in md
+    rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert "| color | semantic | 0.3 | 0.3 | 1 |" in rows["color"]
+    assert "| temporal_flickering | quality | 0.38 |" in rows["temporal_flickering"]
+    assert "no value" in rows["human_action"]
+    assert "Pareto: vbench:color against FLOPs and wall time" in md  # the metric columns are plotted too
+    assert "VBench: per-dimension scores by configuration" in md and (out / "report" / "plot-vbench.png").is_file()
+    assert "<h3>tiny-dit_s1-1</h3>" in page and "<h3>tiny-flashvideo_s1-1_s2-1</h3>" in page

@@ -3,6 +3,7 @@ run from its saved videos, without regenerating)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ def metrics(show_vbench: bool, time_shape: str | None, runs: int) -> None:
         click.echo(f"{name:22s} {m.level}-level, {direction}, v{m.version}{extra}{default}: {m.description}; "
                    f"needs {m.requires} [{status}]")
     click.echo("vbench:<dimension>     video- and set-level, out of process: fvbench score RUN --vbench-python PATH "
-               "(an environment with VBench 0.1.5 and its weights in $VBENCH_CACHE_DIR); list with --vbench")
+               "(an environment with VBench 0.1.5, built by scripts/setup_vbench_env.sh, and its weights in "
+               "$VBENCH_CACHE_DIR); list with --vbench")
     if show_vbench:
         _list_vbench()
     if time_shape:
@@ -95,10 +97,12 @@ def _done_rows(run_dir: Path) -> Any:
 @click.option("--metrics", "names", help="Comma list of metric names (fvbench metrics lists them).")
 @click.option("--reference", help="Configuration label to compare against (for *_vs_ref, fvd, fid), e.g. cpu-dit-s_s1-50.")
 @click.option("--vbench-python", help="Interpreter of an environment with VBench and its weights: run VBench on the videos.")
-@click.option("--vbench-dimensions", help="Comma list of VBench dimensions (default: all 16).")
+@click.option("--vbench-dimensions", help="Comma list of VBench dimensions (default: those the run's prompts belong "
+              "to, as VBench_full_info.json lists them).")
 @click.option("--vbench-timeout", type=float, help="Seconds before a VBench evaluation is abandoned (default: none).")
 @click.option("--config", "configs", multiple=True, help="Only these configurations (VBench).")
-@click.option("--device", default="cuda", show_default=True, help="Device VBench runs on.")
+@click.option("--device", default="auto", show_default=True,
+              help="Device VBench runs on: auto = cuda when the VBench environment's torch sees a GPU, else cpu.")
 def score(run_dir: Path, names: str | None, reference: str | None, vbench_python: str | None,
           vbench_dimensions: str | None, vbench_timeout: float | None, configs: tuple[str, ...], device: str) -> None:
     """Add metrics to a finished run from its saved videos (the store gains rows; nothing is regenerated)."""
@@ -147,7 +151,7 @@ def _score_videos(run_dir: Path, metric_list: list, reference: str | None) -> No
                 video = read_mp4(Path(run_dir) / r.final_path)
                 ref_path = refs.get((r.prompt, r.sample))
                 ref = read_mp4(Path(run_dir) / ref_path) if ref_path else None
-                store.put_metrics(r.unit_hash, score_video(metric_list, video, r.prompt, ref))
+                store.put_metrics(r.unit_hash, score_video(metric_list, video, r.prompt, ref, source="mp4"))
                 scored += 1
         finally:
             store.close()
@@ -156,21 +160,37 @@ def _score_videos(run_dir: Path, metric_list: list, reference: str | None) -> No
 
 def _score_vbench(run_dir: Path, python: str, dims: str | None, configs: tuple[str, ...], device: str,
                   timeout: float | None) -> None:
-    """Stage each configuration's videos under VBench names in a fresh folder, run VBench, store its scores."""
+    """Stage each configuration's videos under VBench names in a fresh folder, run VBench, store its scores.
+
+    Default dimensions: those the run's prompts belong to (stored with each prompt, and VBench_full_info.json's own
+    lookup for prompts of other suites). A dimension VBench returns NaN for is reported and stored as having no
+    value; the others are kept. A staging folder whose evaluation failed is removed.
+    """
+    import json
     import tempfile
     import time
 
     from fvbench.errors import MissingWeightsError
-    from fvbench.metrics.vbench import DIMENSIONS, check_dimensions, missing_weights, run_vbench, stage_videos
+    from fvbench.metrics.vbench import (DIMENSIONS, check_dimensions, missing_weights, prompt_dimensions, run_vbench,
+                                        stage_videos)
     from fvbench.runfiles import RunLock, safe_dir
-    from fvbench.store import open_store
     from fvbench.suites import vbench_info_path
 
-    dimensions = check_dimensions(_names(dims)) if dims else list(DIMENSIONS)
+    df = _done_rows(run_dir)
+    if dims:
+        dimensions = check_dimensions(_names(dims))
+    else:
+        named = df[(df.vbench_name == 1) & df.final_path.notna()]
+        stored = {d for text in named.dimensions.dropna() for d in json.loads(text)}
+        found = stored | set(prompt_dimensions(vbench_info_path(), list(named.prompt.unique())))
+        dimensions = [d for d in DIMENSIONS if d in found]
+        if not dimensions:
+            raise FvbenchError(f"none of the prompts of {run_dir} belongs to a VBench dimension (VBench's standard "
+                               "mode would score nothing); name them with --vbench-dimensions")
+        click.echo(f"VBench dimensions of this run's prompts: {', '.join(dimensions)}")
     absent = missing_weights(dimensions)
     if absent:  # before staging or starting anything
         raise MissingWeightsError(f"VBench weights missing (VBench would try to download them): {'; '.join(absent)}")
-    df = _done_rows(run_dir)
     wanted = list(configs) or sorted(df.config.unique())
     stamp = time.strftime("%Y%m%d-%H%M%S")
     with RunLock(run_dir):
@@ -184,25 +204,47 @@ def _score_vbench(run_dir: Path, python: str, dims: str | None, configs: tuple[s
                 click.echo(f"{config}: {skipped} video(s) whose prompt VBench's naming cannot represent are not scored")
             base = Path(tempfile.mkdtemp(prefix=f"{config}-{stamp}-", dir=safe_dir(Path(run_dir), "vbench")))
             by_name = {Path(p).name: h for p, h in zip(named.final_path, named.unit_hash)}
-            stage_videos([(Path(p).name, Path(run_dir) / p) for p in named.final_path], base / "videos")
-            result = run_vbench(python, base / "videos", base / "results", config, dimensions, vbench_info_path(),
-                                device, timeout)
-            version = f"vbench{result.vbench_version or '?'}-{result.protocol}"
-            store = open_store(run_dir)
             try:
-                for dim, videos in result.per_video.items():
-                    for name, value in videos.items():
-                        if name in by_name:
-                            store.put_metrics(by_name[name], {f"vbench:{dim}": (value, None, version)})
-                store.set_info(f"vbench:{config}", {"dimensions": result.per_dimension, "totals": result.totals,
-                                                    "videos": len(named), "protocol": result.protocol,
-                                                    "vbench": result.vbench_version,
-                                                    "scored_per_dimension": {d: len(v) for d, v in result.per_video.items()}})
-            finally:
-                store.close()
-            t = result.totals
-            click.echo(f"{config}: VBench ({len(named)} videos, standard protocol) " + ", ".join(
-                f"{k} {v:.4f}" if v is not None else f"{k} n/a (not all its dimensions scored)" for k, v in t.items()))
+                stage_videos([(Path(p).name, Path(run_dir) / p) for p in named.final_path], base / "videos")
+                result = run_vbench(python, base / "videos", base / "results", config, dimensions, vbench_info_path(),
+                                    device, timeout)
+            except BaseException:
+                shutil.rmtree(base, ignore_errors=True)  # a failed attempt leaves nothing behind
+                raise
+            _store_vbench(run_dir, config, result, by_name, len(named))
+            _echo_vbench(config, result, len(named))
+
+
+def _store_vbench(run_dir: Path, config: str, result: Any, by_name: dict[str, str], videos: int) -> None:
+    """Per-video values as ``vbench:<dimension>`` metrics; per-dimension aggregates and totals as run info."""
+    from fvbench.store import open_store
+
+    store = open_store(run_dir)
+    try:
+        for dim, values in result.per_video.items():
+            for name, value in values.items():
+                if name in by_name:
+                    store.put_metrics(by_name[name], {f"vbench:{dim}": (value, None, result.metric_version(dim))})
+        store.set_info(f"vbench:{config}", {
+            # None where VBench returned NaN (no staged video belongs to the dimension); listed in "no_value"
+            "dimensions": {d: (None if v != v else v) for d, v in result.per_dimension.items()},
+            "no_value": result.no_value, "totals": result.totals, "videos": videos, "protocol": result.protocol,
+            "vbench": result.vbench_version, "device": result.extra.get("device"),
+            "per_video_versions": {d: result.metric_version(d) for d in result.per_dimension},
+            "scored_per_dimension": {d: len(v) for d, v in result.per_video.items()}})
+    finally:
+        store.close()
+
+
+def _echo_vbench(config: str, result: Any, videos: int) -> None:
+    """Every dimension's score (with how many videos it covers), then Quality, Semantic and Total."""
+    device = result.extra.get("device") or "?"
+    click.echo(f"{config}: VBench ({videos} videos, standard protocol, {device}), per dimension (videos scored):")
+    for d, v in result.per_dimension.items():
+        shown = f"{v:.4f}" if v == v else "no value (none of the staged videos belongs to it)"
+        click.echo(f"  {d:24s} {shown} ({len(result.per_video.get(d, {}))})")
+    click.echo("  " + ", ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a (not all its dimensions scored)"
+                                for k, v in result.totals.items()))
 
 
 def _score_sets(run_dir: Path, metric_list: list, reference: str) -> None:

@@ -141,6 +141,9 @@ class VideoMetric(Metric):
     """A per-video metric: one value per video, stored on the video's row."""
 
     level: ClassVar[Level] = "video"
+    # Score the written mp4 (what VBench and `fvbench score` read) rather than the generated frames: for a metric that
+    # mirrors a VBench dimension, codec noise would otherwise separate the in-run value from VBench's.
+    reads_encoded: ClassVar[bool] = False
 
     @abstractmethod
     def score(self, video: np.ndarray, *, prompt: str, reference: np.ndarray | None = None) -> float:

@@ -154,6 +154,26 @@ def _log_tail(worker_log: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:])[:400]
 
 
+# Older pyiqa releases (0.1.10, the one VBench 0.1.5's environment resolves to) keep their checkpoints in
+# <hub>/checkpoints/ (torch.hub's own folder) instead of <hub>/pyiqa/.
+LEGACY_DIR = "checkpoints"
+
+
+def _legacy(f: str) -> str | None:
+    return f"{LEGACY_DIR}/{f.removeprefix('pyiqa/')}" if f.startswith("pyiqa/") else None
+
+
+def _present(hub: Path, f: str) -> bool:
+    """A weight file is there under pyiqa's current name or, for pyiqa's own checkpoints, its older folder."""
+    legacy = _legacy(f)
+    return (hub / f).is_file() or (legacy is not None and (hub / legacy).is_file())
+
+
+def _legacy_note(f: str, hub: Path) -> str:
+    legacy = _legacy(f)
+    return f" (or {hub / legacy} for pyiqa 0.1.10, as in VBench's environment)" if legacy else ""
+
+
 class PyIQAMetric(VideoMetric):
     """A pyiqa no-reference metric, scored per frame in an external interpreter, averaged over frames."""
 
@@ -181,8 +201,8 @@ class PyIQAMetric(VideoMetric):
         if not out and python and not _has_pyiqa(python):
             out.append(f"pyiqa is not importable by {python} (${PYTHON_ENV}; e.g. the VBench environment's python)")
         hub = hub_dir()
-        out += [f"missing {hub / f} (pyiqa weight for {self.pyiqa_name}; set ${HUB_ENV} to the torch hub folder "
-                f"that holds it)" for f in self.weight_files if not (hub / f).is_file()]
+        out += [f"missing {hub / f}{_legacy_note(f, hub)} (pyiqa weight for {self.pyiqa_name}; set ${HUB_ENV} to the "
+                f"torch hub folder that holds it)" for f in self.weight_files if not _present(hub, f)]
         return out
 
     def _key(self) -> tuple[str, str, str, str]:

@@ -1,7 +1,9 @@
 """Metrics that need no weights: VBench's temporal flickering, detail, global motion, and full-reference PSNR/SSIM.
 
 All take uint8 frames (F, H, W, 3) as generated (``fvbench run``) or as decoded from the saved mp4 (``fvbench
-score``); VBench itself reads the mp4, so codec noise separates the two by a little. Costs on this 2-core CPU are
+score``); the stored version ends in ``+frames`` or ``+mp4`` to say which. ``temporal_flickering`` mirrors a VBench
+dimension, so in a run too it reads the written mp4 (VBench's input): codec noise would otherwise shift it by up to
+0.008 per video, systematically. Costs on this 2-core CPU are
 listed by ``fvbench metrics --time FxHxW``; at 49x480x720 SSIM at full size would take about 26 s, so SSIM runs on
 frames average-pooled to at most 256 px on the long side (part of its version).
 """
@@ -35,7 +37,8 @@ class TemporalFlickering(VideoMetric):
 
     name = "temporal_flickering"
     higher_is_better = True
-    description = "VBench formula: (255 - mean abs difference of consecutive frames) / 255"
+    reads_encoded = True  # in a run too it scores the written mp4, the file VBench reads (stored version "1+mp4")
+    description = "VBench formula: (255 - mean abs difference of consecutive frames) / 255, on the written mp4"
 
     def score(self, video, *, prompt, reference=None):
         v = check_video(video)

@@ -6,13 +6,14 @@ The runner's API:
   package or interpreter (UnknownNameError for a name that does not exist);
 * ``score_video(metrics, video, prompt, reference)`` per video: ``{name: MetricResult(value, error, version)}``;
   a metric that raises records its error there and the others still run;
-* ``make_metric_fn(names)``: the per-video hook ``fn(video, unit)`` the workers call (per-video metrics that need
+* ``make_metric_fn(names)``: the per-video hook ``fn(video, unit, encoded)`` the workers call (per-video metrics that need
   no reference only; set-level and reference metrics are added after a run with ``fvbench score``).
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -89,18 +90,23 @@ def _first_line(e: BaseException) -> str:
 
 
 def score_video(metrics: Sequence[Metric], video: np.ndarray, prompt: str,
-                reference: np.ndarray | None = None) -> dict[str, MetricResult]:
-    """Every metric on one video; a metric that fails records its error and the others still run."""
+                reference: np.ndarray | None = None, source: str | None = None) -> dict[str, MetricResult]:
+    """Every metric on one video; a metric that fails records its error and the others still run.
+
+    ``source`` says what the frames are ("frames": as generated; "mp4": decoded from the written video); it is
+    recorded in each stored version as ``<version>+<source>``, so the store tells which input made a number.
+    """
     out: dict[str, MetricResult] = {}
     for m in metrics:
+        version = f"{m.version}+{source}" if source else m.version
         try:
             if not isinstance(m, VideoMetric):
                 raise ValueError(f"{m.name} is {m.level}-level: it has no per-video value")
             value = float(m.score(video, prompt=prompt, reference=reference))
-            out[m.name] = (MetricResult(value, None, m.version) if np.isfinite(value)
-                           else MetricResult(None, f"non-finite value {value}", m.version))
+            out[m.name] = (MetricResult(value, None, version) if np.isfinite(value)
+                           else MetricResult(None, f"non-finite value {value}", version))
         except Exception as e:  # recorded on the row; the run goes on
-            out[m.name] = MetricResult(None, _first_line(e), m.version)
+            out[m.name] = MetricResult(None, _first_line(e), version)
     return out
 
 
@@ -116,8 +122,17 @@ def make_metric_fn(names: Sequence[str]) -> Callable[[Any, Any], dict[str, Metri
         raise FvbenchError(f"{', '.join(refs)} compare against a reference configuration: add them after the run "
                            f"with `fvbench score RUN_DIR --metrics ... --reference CONFIG`")
 
-    def fn(video: Any, unit: Any) -> dict[str, MetricResult]:
+    def fn(video: Any, unit: Any, encoded: Path | None = None) -> dict[str, MetricResult]:
+        """``encoded``: the mp4 written for this video, if any (else metrics that read the encoded video get the
+        frames through the same encoder in a temporary file)."""
+        from fvbench.video import encode_roundtrip, read_mp4
+
         frames = video.numpy() if hasattr(video, "numpy") else np.asarray(video)
-        return score_video(metrics, frames, unit.prompt.text)
+        out = score_video([m for m in metrics if not m.reads_encoded], frames, unit.prompt.text, source="frames")
+        on_mp4 = [m for m in metrics if m.reads_encoded]
+        if on_mp4:
+            decoded = read_mp4(encoded) if encoded else encode_roundtrip(frames)
+            out.update(score_video(on_mp4, decoded, unit.prompt.text, source="mp4"))
+        return {m.name: out[m.name] for m in metrics}
 
     return fn

@@ -56,6 +56,10 @@ DIMENSION_FILES: dict[str, tuple[str, ...]] = {
 # Dimensions that also load the bert-base-uncased tokenizer through transformers (GRiT, Tag2Text): it comes from
 # the Hugging Face cache of the VBench environment, which fvbench checks by folder name only.
 HF_TOKENIZER_DIMENSIONS = ("object_class", "multiple_objects", "color", "spatial_relationship", "scene")
+# Per-video values VBench writes on another scale than its aggregate: imaging_quality's per-video values are MUSIQ's
+# 0-100 and only the aggregate is divided by 100 (vbench 0.1.5, imaging_quality.py). fvbench stores per-video values
+# on the aggregate's scale (multiplied by this factor) and says so in the stored version.
+PER_VIDEO_SCALE = {"imaging_quality": 0.01}
 
 DRIVER = r'''
 import json, os, socket, sys
@@ -73,18 +77,22 @@ def _guarded(self, address):
 
 
 socket.socket.connect = _guarded
-version = None
+version = device = None
 try:
     from importlib.metadata import version as _version
     version = _version("vbench")
+    device = req["device"]
+    if device == "auto":  # decided here: this interpreter's torch is the one that runs VBench
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     from vbench import VBench
 
-    VBench(req["device"], req["full_info"], req["output_path"]).evaluate(
+    VBench(device, req["full_info"], req["output_path"]).evaluate(
         videos_path=req["videos_path"], name=req["name"], prompt_list=[], dimension_list=req["dimensions"],
         local=True, read_frame=False, mode="vbench_standard")
-    status = {"ok": True, "vbench": version}
+    status = {"ok": True, "vbench": version, "device": device}
 except BaseException as e:
-    status = {"ok": False, "vbench": version, "error": f"{type(e).__name__}: {e}"}
+    status = {"ok": False, "vbench": version, "device": device, "error": f"{type(e).__name__}: {e}"}
 if status_path:
     with open(status_path, "w") as f:
         json.dump(status, f)
@@ -99,9 +107,10 @@ def normalized(dimension: str, score: float) -> float:
 
 
 def total_scores(per_dimension: dict[str, float]) -> dict[str, float | None]:
-    """Quality, Semantic and Total (= (4 Quality + Semantic) / 5); None where one of their dimensions is missing."""
+    """Quality, Semantic and Total (= (4 Quality + Semantic) / 5); None where one of their dimensions is missing
+    or has no value (NaN)."""
     def group(dims: tuple[str, ...]) -> float | None:
-        if not all(d in per_dimension for d in dims):
+        if not all(d in per_dimension and per_dimension[d] == per_dimension[d] for d in dims):
             return None
         return sum(normalized(d, per_dimension[d]) for d in dims) / sum(WEIGHTS.get(d, 1.0) for d in dims)
 
@@ -133,26 +142,47 @@ def hf_hub_cache() -> Path:
 def missing_weights(dimensions: list[str], cache: Path | None = None) -> list[str]:
     """Every file the dimensions load that is absent (paths), per vbench 0.1.5's names; empty when all exist."""
     cache = cache or cache_dir()
-    out = []
+    needed: dict[str, list[str]] = {}  # file -> the requested dimensions that load it (GRiT serves four)
     for d in check_dimensions(dimensions):
-        out += [f"{cache / f} (for {d})" for f in DIMENSION_FILES[d] if not (cache / f).is_file()]
+        for f in DIMENSION_FILES[d]:
+            needed.setdefault(f, []).append(d)
+    out = [f"{cache / f} (for {', '.join(dims)})" for f, dims in needed.items() if not (cache / f).is_file()]
     if any(d in HF_TOKENIZER_DIMENSIONS for d in dimensions):
         bert = hf_hub_cache() / "models--bert-base-uncased"
         if not bert.is_dir():
             out.append(f"{bert} (bert-base-uncased tokenizer in the Hugging Face cache, for GRiT/Tag2Text dimensions)")
-    return list(dict.fromkeys(out))
+    return out
+
+
+def prompt_dimensions(full_info: Path, prompts: list[str]) -> list[str]:
+    """The dimensions VBench_full_info.json lists for any of these prompts, in VBench's order: what VBench's standard
+    mode can score for them (a dimension none of them belongs to comes back NaN)."""
+    wanted = set(prompts)
+    found = {d for e in json.loads(Path(full_info).read_text()) if e.get("prompt_en") in wanted
+             for d in e.get("dimension", [])}
+    return [d for d in DIMENSIONS if d in found]
 
 
 @dataclass(frozen=True)
 class VBenchResult:
     """One VBench evaluation of one configuration."""
 
-    per_dimension: dict[str, float]  # VBench's aggregate per dimension
-    per_video: dict[str, dict[str, float]]  # dimension -> file name -> value
+    per_dimension: dict[str, float]  # VBench's aggregate per dimension; NaN where it found none of its videos
+    per_video: dict[str, dict[str, float]]  # dimension -> file name -> value, on the aggregate's scale
     totals: dict[str, float | None]  # quality, semantic, total (None unless all their dimensions were scored)
     vbench_version: str | None = None
     protocol: str = "vbench_standard"
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the device the driver ran on
+
+    @property
+    def no_value(self) -> list[str]:
+        """Dimensions VBench returned NaN for (none of the staged videos belongs to them)."""
+        return [d for d, v in self.per_dimension.items() if v != v]
+
+    def metric_version(self, dimension: str) -> str:
+        """The version stored with each per-video value: VBench's version, protocol, and any rescaling."""
+        scale = PER_VIDEO_SCALE.get(dimension)
+        return f"vbench{self.vbench_version or '?'}-{self.protocol}" + (f"-pervideo-x{scale:g}" if scale else "")
 
 
 def stage_videos(videos: list[tuple[str, Path]], dest: Path) -> Path:
@@ -187,11 +217,12 @@ def expected_videos(full_info: Path, names: list[str], dimensions: list[str]) ->
 
 
 def run_vbench(python: str, videos_path: Path, output_path: Path, name: str, dimensions: list[str],
-               full_info: Path, device: str = "cuda", timeout: float | None = None) -> VBenchResult:
+               full_info: Path, device: str = "auto", timeout: float | None = None) -> VBenchResult:
     """Run VBench's evaluate() in another interpreter on a staged folder and read its results JSON.
 
     Fails before starting when the interpreter or a weight file is missing (MissingWeightsError naming the paths);
     after the run, when the JSON is absent, lacks a requested dimension, or lacks a video it had to score.
+    ``device="auto"``: CUDA when the VBench environment's torch sees one, else CPU.
     """
     dimensions = check_dimensions(dimensions)
     if not (shutil.which(python) or Path(python).is_file()):
@@ -219,14 +250,17 @@ def run_vbench(python: str, videos_path: Path, output_path: Path, name: str, dim
         reason = state.get("error") or ((proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"])[0]
         raise FvbenchError(f"VBench wrote no {results.name} (exit code {proc.returncode}; {str(reason)[:300]})")
     result = parse_results(results, dimensions, expected_videos(full_info, names, dimensions))
-    return VBenchResult(result.per_dimension, result.per_video, result.totals, state.get("vbench"))
+    return VBenchResult(result.per_dimension, result.per_video, result.totals, state.get("vbench"),
+                        extra={"device": state.get("device")})
 
 
 def parse_results(path: Path, dimensions: list[str], expected: dict[str, set[str]] | None = None) -> VBenchResult:
     """Read ``{name}_eval_results.json``: ``{dimension: [aggregate, [{"video_path", "video_results", ...}, ...]]}``.
 
-    Every requested dimension must be there with a finite aggregate, and (given ``expected``) every expected file
-    must have a per-video value.
+    Every requested dimension must be there, and (given ``expected``) every expected file must have a per-video
+    value. A NaN aggregate with no per-video values is kept as NaN (VBench found none of that dimension's videos:
+    the others stay valid); a NaN beside per-video values is an error. Per-video values are brought to the
+    aggregate's scale (:data:`PER_VIDEO_SCALE`).
     """
     try:
         data = json.loads(Path(path).read_text())
@@ -243,12 +277,13 @@ def parse_results(path: Path, dimensions: list[str], expected: dict[str, set[str
         try:
             agg, videos = data[d][0], data[d][1]
             per_dim[d] = float(agg)
-            per_video[d] = {Path(v["video_path"]).name: float(v["video_results"]) for v in videos}
+            scale = PER_VIDEO_SCALE.get(d, 1.0)
+            per_video[d] = {Path(v["video_path"]).name: float(v["video_results"]) * scale for v in videos}
         except (TypeError, KeyError, IndexError, ValueError) as e:
             raise FvbenchError(f"{path}: dimension {d} is not [aggregate, [{{video_path, video_results}}, ...]] "
                                f"({type(e).__name__}: {e})") from None
-        if per_dim[d] != per_dim[d]:  # NaN: VBench averaged an empty list
-            raise FvbenchError(f"{path}: dimension {d} has no value (VBench found none of its videos)")
+        if per_dim[d] != per_dim[d] and per_video[d]:  # NaN beside values: not VBench's empty-list NaN
+            raise FvbenchError(f"{path}: dimension {d} has a NaN aggregate over {len(per_video[d])} video(s)")
         lost = sorted((expected or {}).get(d, set()) - set(per_video[d]))
         if lost:
             raise FvbenchError(f"{path}: dimension {d} has no value for {len(lost)} staged video(s), e.g. {lost[0]!r}")

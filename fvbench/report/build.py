@@ -91,6 +91,40 @@ def _unavailable() -> list[tuple[str, str]]:
     return out
 
 
+def _vbench_section(vb: dict[str, dict]) -> tuple[str, str, bytes | None]:
+    """VBench's totals per configuration, then a table per configuration with every dimension's score, the videos it
+    covers and its normalised weight in the Total; a bar chart of the dimensions when there are several."""
+    from fvbench.metrics.vbench import DIMENSIONS, QUALITY, normalized
+
+    rows = [{"config": c, **{k: v.get("totals", {}).get(k) for k in ("total", "quality", "semantic")},
+             "dimensions": sum(x is not None for x in v.get("dimensions", {}).values()), "videos": v.get("videos"),
+             "device": v.get("device") or ""} for c, v in sorted(vb.items())]
+    note = ("VBench standard protocol, scored out of process (fvbench score --vbench-python); Total = "
+            "(4 Quality + Semantic) / 5 with the official normalisation; n/a where not all dimensions were scored; "
+            "dimensions = dimensions with a value")
+    html_out = f"<h2>VBench</h2><p class='small'>{_e(note)}</p>{_html_table(pd.DataFrame(rows))}"
+    md_out = f"## VBench\n{note}\n\n{_md_table(pd.DataFrame(rows))}\n"
+    scores: dict[str, dict[str, float]] = {}
+    for config, v in sorted(vb.items()):
+        dims = v.get("dimensions", {})
+        counts = v.get("scored_per_dimension", {})
+        table = pd.DataFrame([{"dimension": d, "group": "quality" if d in QUALITY else "semantic",
+                               "score": dims[d] if dims[d] is not None else float("nan"),
+                               "normalised": normalized(d, dims[d]) if dims[d] is not None else float("nan"),
+                               "videos scored": counts.get(d, 0),
+                               "note": "" if dims[d] is not None else "no value: none of its videos in this run"}
+                              for d in sorted(dims, key=lambda d: DIMENSIONS.index(d) if d in DIMENSIONS else 99)])
+        scores[config] = {d: x for d, x in dims.items() if x is not None}
+        caption = (f"{config}: VBench {v.get('vbench') or '?'}, {v.get('videos')} videos staged; score = VBench's "
+                   "aggregate per dimension (per-video values stored as vbench:<dimension>, on the same scale); "
+                   "normalised = (score - min) / (max - min) x weight, as in the Total")
+        html_out += (f"<h3>{_e(config)}</h3><p class='small'>{_e(caption)}</p>"
+                     + _html_table(table, left=("dimension", "group", "note")))
+        md_out += f"### {config}\n{caption}\n\n{_md_table(table)}\n"
+    png = plots.vbench_dimensions(scores) if sum(map(len, scores.values())) > 1 else None
+    return html_out, md_out, png
+
+
 def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: int = 2) -> Path:
     """Write ``index.html`` and ``report.md`` for a run; returns the HTML path."""
     run_dir = Path(run_dir)
@@ -217,13 +251,14 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
 
     vb = {k.removeprefix("vbench:"): v for k, v in info.items() if k.startswith("vbench:")}
     if vb:
-        rows = [{"config": c, **{k: v.get("totals", {}).get(k) for k in ("total", "quality", "semantic")},
-                 "dimensions": len(v.get("dimensions", {})), "videos": v.get("videos")} for c, v in sorted(vb.items())]
-        table_vb = pd.DataFrame(rows)
-        note = ("VBench standard protocol, scored out of process (fvbench score --vbench-python); Total = "
-                "(4 Quality + Semantic) / 5 with the official normalisation; n/a where not all dimensions were scored")
-        html_parts.append(f"<h2>VBench</h2><p class='small'>{_e(note)}</p>{_html_table(table_vb)}")
-        md.append(f"## VBench\n{markdown_text(note)}\n\n{_md_table(table_vb)}\n")
+        vb_html, vb_md, vb_png = _vbench_section(vb)
+        html_parts.append(vb_html)
+        md.append(vb_md)
+        if vb_png is not None:
+            name = "VBench: per-dimension scores by configuration"
+            write_atomic(safe_path(out_dir, "plot-vbench.png"), vb_png)
+            html_parts.append(f"<h3>{_e(name)}</h3>{_img(vb_png, name)}")
+            md.append(f"### {name}\n![{name}](plot-vbench.png)\n")
 
     sets = [(k.split(":", 2)[1], k.split(":", 2)[2], v) for k, v in info.items() if k.startswith("set:")]
     if sets:

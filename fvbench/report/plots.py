@@ -35,9 +35,9 @@ def pareto(table: pd.DataFrame, metric: str, higher_is_better: bool) -> bytes:
         for (family, size), g in table.groupby(["family", "size"]):
             ax.scatter(g[cost], g[metric], label=f"{family} {size}", color=COLORS.get(family), alpha=0.8,
                        marker="o" if family == "cascade" else "s")
-            for row in g.itertuples():
-                ax.annotate(_split(row), (getattr(row, cost), getattr(row, metric)), fontsize=7,
-                            xytext=(3, 3), textcoords="offset points")
+            # by column, not itertuples(): a metric name such as "vbench:temporal_flickering" is no attribute name
+            for row, x, y in zip(g.itertuples(), g[cost], g[metric]):
+                ax.annotate(_split(row), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         x, y = table[cost].to_numpy(float), table[metric].to_numpy(float)
         front = pareto_front(x, y, higher_is_better)
         if len(front):
@@ -126,4 +126,20 @@ def params_scaling(table: pd.DataFrame, metric: str | None) -> bytes:
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=8)
+    return _png(fig)
+
+
+def vbench_dimensions(scores: dict[str, dict[str, float]]) -> bytes:
+    """VBench's per-dimension scores, a bar per configuration in each dimension (dimensions without a value left out)."""
+    dims = list(dict.fromkeys(d for per in scores.values() for d in per))
+    configs = list(scores)
+    width = 0.8 / max(1, len(configs))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(dims) * max(1, len(configs)) ** 0.5 + 2), 3.8))
+    for k, config in enumerate(configs):
+        xs = [i + (k - (len(configs) - 1) / 2) * width for i in range(len(dims))]
+        ax.bar(xs, [scores[config].get(d, np.nan) for d in dims], width, label=config)
+    ax.set_xticks(range(len(dims)), dims, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("VBench score (higher is better)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
     return _png(fig)
