@@ -102,9 +102,8 @@ class GroupWorker:
                         continue
                     init = None
                     if i == 1 and stage.solver == "flow-euler":
-                        # z0 depends on stage I's video, the seed and these fields only: share it across NFE/CFG variants
-                        key = (unit.prefix_key, stage.height, stage.width, stage.init, stage.noise_step,
-                               stage.latent_scale)
+                        # z0 depends on stage I's video, the seed and the generator's flow-init key: share it
+                        key = (unit.prefix_key, gen.flow_init_key(i))
                         init_shared[i] = key in init_cache
                         if not init_shared[i]:
                             init_cache[key] = gen.flow_init(i, unit.seed, outputs[-1])

@@ -137,3 +137,16 @@ def test_missing_and_corrupt_weights_are_clear_errors(tmp_path):
     weights.write_bytes(b"\x00garbage" * 10)
     with pytest.raises(FvbenchError, match=r"cannot load transformer .*corrupt"):
         Generator.from_preset(preset, weights_dir=tmp_path)
+
+
+def test_flow_init_key_covers_what_z0_depends_on(tiny_cascade):
+    """The worker shares one z0 among variants with equal flow-init keys: NFE/CFG/shift variants share it, a change
+    of anything flow_init reads (resolution, noise step, init, upsample input) does not."""
+    from dataclasses import replace
+
+    stage = tiny_cascade.preset.stages[1]
+    key = tiny_cascade.flow_init_key(1, stage)
+    assert tiny_cascade.flow_init_key(1, replace(stage, nfe=stage.nfe + 3, cfg=stage.cfg + 1, shift=1.0)) == key
+    for change in ({"upsample_input": "float"}, {"noise_step": 500}, {"init": "noise"},
+                   {"height": stage.height * 2, "width": stage.width * 2}):
+        assert tiny_cascade.flow_init_key(1, replace(stage, **change)) != key, change

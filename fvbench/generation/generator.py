@@ -246,6 +246,16 @@ class Generator:
             return self._model_dtype(stage)
         return getattr(torch, stage.time_grid_dtype)
 
+    def flow_init_key(self, index: int, stage: StageConfig | None = None) -> tuple:
+        """Everything :meth:`flow_init` reads besides the previous stage's output and the seed.
+
+        Two variants of a stage with equal keys (and the same previous output and seed) get the same z0, so a runner
+        may compute it once for all of them. Keep this next to :meth:`flow_init`: a field it starts to read belongs here.
+        """
+        stage = stage or self.preset.stages[index]
+        return (index, stage.init, stage.height, stage.width, stage.noise_step, self._latent_scale(stage),
+                stage.upsample_input, self.preset.vae_encode_chunks, self._shape(stage))
+
     @torch.no_grad()
     def flow_init(self, index: int, seed: int, previous: StageOutput | None = None,
                   stage: StageConfig | None = None, noise: NoiseSource | None = None) -> "Generator.FlowInit":
