@@ -51,22 +51,14 @@ def config_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pareto_front(x: np.ndarray, y: np.ndarray, higher_is_better: bool) -> np.ndarray:
-    """Indices of points not dominated (no other point has lower-or-equal cost and better-or-equal quality)."""
+def pareto_front(x: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Indices of points not dominated (no other point has lower-or-equal cost and a better-or-equal score; scores are
+    higher-is-better: :meth:`fvbench.metrics.semantics.Semantics.score`)."""
     order = np.argsort(x, kind="stable")
     best, front = -np.inf, []
     for i in order:
-        v = y[i] if higher_is_better else -y[i]
+        v = score[i]
         if np.isfinite(v) and v > best:
             front.append(i)
             best = v
     return np.array(front, dtype=int)
-
-
-def best_under_budget(table: pd.DataFrame, metric: str, higher_is_better: bool, budget: float,
-                      cost: str = "flops") -> pd.Series | None:
-    """The configuration with the best ``metric`` among those costing at most ``budget``."""
-    ok = table[(table[cost] <= budget) & table[metric].notna()]
-    if ok.empty:
-        return None
-    return ok.loc[ok[metric].idxmax() if higher_is_better else ok[metric].idxmin()]
