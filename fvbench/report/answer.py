@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from fvbench.metrics.semantics import Semantics, ranking_metric
+from fvbench.report.tables import bootstrap_ci
 
 UNIT = ("prompt_id", "sample")
 N_BOOT = 2000
@@ -91,29 +92,22 @@ class Answer:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (tuples as lists, NaN as None)."""
-        return _clean(dataclasses.asdict(self))
+        return json_ready(dataclasses.asdict(self))
 
 
-def _clean(x: Any) -> Any:
+def json_ready(x: Any) -> Any:
+    """Report data as JSON: tuples as lists, NaN and missing as None, numpy scalars as Python numbers."""
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {str(k): json_ready(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return None if math.isnan(x) else float(x)
+        return [json_ready(v) for v in x]
     if isinstance(x, np.integer):
         return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if x is pd.NA or x is pd.NaT:
+        return None
     return x
-
-
-def bootstrap_means(values: np.ndarray, n_boot: int = N_BOOT, seed: int = SEED) -> tuple[float, float]:
-    """95% percentile interval of the mean of ``values`` (rows resampled with replacement, vectorised)."""
-    x = np.asarray(values, dtype=float)
-    if len(x) < 2:
-        return (float("nan"), float("nan"))
-    idx = np.random.default_rng(seed).integers(len(x), size=(n_boot, len(x)))
-    means = x[idx].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def unpaired_diff_ci(a: np.ndarray, b: np.ndarray, n_boot: int = N_BOOT, seed: int = SEED) -> tuple[float, float]:
@@ -147,7 +141,7 @@ def paired_diff(sem: Semantics, raw: pd.DataFrame, cascade: str, baseline: str, 
     both = np.isfinite(a) & np.isfinite(b)
     d = sem.score(a[both]) - sem.score(b[both])
     mean = float(d.mean()) if len(d) else float("nan")
-    return PairedDiff(sem.name, cascade, baseline, int(both.sum()), mean, bootstrap_means(d, n_boot, seed),
+    return PairedDiff(sem.name, cascade, baseline, int(both.sum()), mean, bootstrap_ci(d, n_boot, seed),
                       float(a[both].mean()) if both.any() else float("nan"),
                       float(b[both].mean()) if both.any() else float("nan"),
                       float(flops[cascade] / flops[baseline]))
@@ -183,7 +177,7 @@ def compute_answer(df: pd.DataFrame, metrics: Sequence[Semantics], *, primary: s
         best = ok.index[int(np.argmax(ok.to_numpy()))]  # ties: the cheapest (configs are sorted by FLOPs)
         col = raw[best].to_numpy(float)
         frontier.append(BudgetRow(float(budget), str(best), float(np.nanmean(col)),
-                                  bootstrap_means(col[np.isfinite(col)], n_boot, seed), float(flops[best]),
+                                  bootstrap_ci(col[np.isfinite(col)], n_boot, seed), float(flops[best]),
                                   float(table.total_s[best])))
 
     singles = [c for c in table.index if table.family[c] != "cascade" and pd.notna(mean_score[c])]

@@ -25,7 +25,7 @@ from fvbench.metrics.semantics import semantics
 from fvbench.generation.presets import scope_notes
 from fvbench.report import plots
 from fvbench.report import shapesworld as sw_report
-from fvbench.report.answer import Answer, blocks, compute_answer
+from fvbench.report.answer import Answer, blocks, compute_answer, json_ready
 from fvbench.report.tables import config_table, metric_columns
 from fvbench.runfiles import output_dir, safe_dir, safe_path, write_atomic
 from fvbench.suites import suite_meta
@@ -158,21 +158,6 @@ def _answer_parts(answer: Answer) -> tuple[str, str]:
             html_out.append(f"<div style='overflow-x:auto'>{_html_table(table, left=('config', 'family', 'metric', 'cascade', 'baseline'))}</div>")
             md_out.append(_md_table(table) + "\n")
     return "".join(html_out), "\n".join(md_out)
-
-
-def _json_ready(x):
-    """Report data as JSON: tuples as lists, NaN and missing as null, numpy scalars as Python numbers."""
-    if isinstance(x, dict):
-        return {str(k): _json_ready(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_ready(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return None if not np.isfinite(x) else float(x)
-    if x is pd.NA or x is pd.NaT:
-        return None
-    return x
 
 
 def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: int = 2,
@@ -345,7 +330,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
             f"<style>{CSS}</style></head><body>{''.join(html_parts)}</body></html>")
     data = {"answer": answer.to_json(), "summary": summary, "configs": table.to_dict("records"),
             "provenance": provenance}
-    report_json = json.dumps(_json_ready(data), indent=1, allow_nan=False)
+    report_json = json.dumps(json_ready(data), indent=1, allow_nan=False)
     for name, text in (("report.json", report_json), ("index.html", page), ("report.md", "\n".join(md))):
         write_atomic(safe_path(out_dir, name), text)
     return out_dir / "index.html"

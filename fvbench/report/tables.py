@@ -13,7 +13,8 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
 
 
 def bootstrap_ci(per_prompt: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean over prompts."""
+    """95% percentile bootstrap interval of the mean of ``per_prompt`` (per-prompt means here; paired unit
+    differences in :mod:`fvbench.report.answer`), resampled with replacement in one vectorised draw."""
     x = per_prompt[np.isfinite(per_prompt)]
     if len(x) < 2:
         return (float("nan"), float("nan"))
