@@ -70,6 +70,10 @@ class SuiteFile:
     margin: float | None = None  # non-inferiority margin of the report's answer, in the primary metric's score
     prompts: tuple[Any, ...] = ()
 
+    def __post_init__(self):
+        if self.margin is not None and not 0 <= self.margin < float("inf"):
+            raise ValueError(f"margin must be a finite number >= 0 (in the primary metric's score), got {self.margin}")
+
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -135,6 +135,19 @@ def test_default_metrics_give_costs_only_answer():
     assert "temporal_flickering (higher is better, rewards still video)" in text
 
 
+@pytest.mark.parametrize("margin", ["-0.1", "abc", ".nan"])
+def test_suite_margin_is_checked(tmp_path, margin):
+    from fvbench.errors import FvbenchError
+    from fvbench.suites import load_prompt_file
+
+    f = tmp_path / "s.yaml"
+    f.write_text(f"primary_metric: sw_all_three\nmargin: {margin}\nprompts: [a red circle moving left]\n")
+    with pytest.raises(FvbenchError, match="margin"):
+        load_prompt_file(f)
+    f.write_text("primary_metric: sw_all_three\nmargin: 0.02\nprompts: [a red circle moving left]\n")
+    assert load_prompt_file(f).prompts[0].text == "a red circle moving left"
+
+
 def _answer(df):
     from fvbench.suites import suite_meta
 
