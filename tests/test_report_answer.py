@@ -10,7 +10,7 @@ import pytest
 
 from fvbench.metrics.base import VideoMetric
 from fvbench.metrics.semantics import Semantics, ranking_metric, semantics
-from fvbench.report.answer import blocks, compute_answer, num, unpaired_diff_ci
+from fvbench.report.answer import blocks, compute_answer, mean_scores, num, unit_matrix, unpaired_diff_ci
 from fvbench.report.tables import pareto_front
 
 SW144 = Path(__file__).parent / "fixtures" / "sw144"
@@ -118,6 +118,11 @@ def test_target_metric_ranks_by_distance():
     assert p.baseline == "over" and p.mean_diff == pytest.approx(0.29 - 0.18)
     x, y = np.array([0.5, 1.0]), np.array([0.82, 1.29])
     assert pareto_front(x, detail.score(y)).tolist() == [0]
+    # a configuration whose videos scatter around the target is not close to it: the mean distance ranks
+    spread = _results({"a": ("cascade", 1.0, np.array([0.5, 1.5] * 5)), "b": ("cascade", 1.0, np.full(n, 0.8))},
+                      metric="sw_detail_ratio")
+    ms = mean_scores(unit_matrix(spread, "metric:sw_detail_ratio"), detail)
+    assert ms["a"] == pytest.approx(-0.5) and ms["b"] == pytest.approx(-0.2)
 
 
 def test_default_metrics_give_costs_only_answer():

@@ -134,6 +134,13 @@ def unit_matrix(df: pd.DataFrame, column: str) -> pd.DataFrame:
     return done.pivot_table(index=list(UNIT), columns="config", values=column, aggfunc="mean", dropna=False)
 
 
+def mean_scores(raw: pd.DataFrame, sem: Semantics) -> pd.Series:
+    """Per configuration, the mean over units of each video's score (for a target metric the mean distance, not the
+    distance of the mean: a configuration whose videos scatter around the target is not close to it)."""
+    scores = pd.DataFrame(sem.score(raw.to_numpy(float)), index=raw.index, columns=raw.columns)
+    return scores.mean(axis=0, skipna=True)
+
+
 def paired_diff(sem: Semantics, raw: pd.DataFrame, cascade: str, baseline: str, flops: pd.Series,
                 n_boot: int = N_BOOT, seed: int = SEED) -> PairedDiff:
     """Score of ``cascade`` minus score of ``baseline`` over the units both have, with a paired-bootstrap interval."""
@@ -164,8 +171,7 @@ def compute_answer(df: pd.DataFrame, metrics: Sequence[Semantics], *, primary: s
         note = "no finished videos" if table.empty else "costs only: no configuration is ranked"
         return Answer(None, None, None, why, notes=(note,), **base)
     raw = unit_matrix(df, f"metric:{sem.name}").reindex(columns=table.index)
-    scores = pd.DataFrame(sem.score(raw.to_numpy(float)), index=raw.index, columns=raw.columns)
-    mean_score = scores.mean(axis=0, skipna=True)
+    mean_score = mean_scores(raw, sem)
     flops = table.flops
     notes: list[str] = []
 

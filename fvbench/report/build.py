@@ -25,7 +25,7 @@ from fvbench.metrics.semantics import semantics
 from fvbench.generation.presets import scope_notes
 from fvbench.report import plots
 from fvbench.report import shapesworld as sw_report
-from fvbench.report.answer import Answer, blocks, compute_answer, json_ready
+from fvbench.report.answer import Answer, blocks, compute_answer, json_ready, mean_scores, unit_matrix
 from fvbench.report.tables import config_table, metric_columns
 from fvbench.runfiles import output_dir, safe_dir, safe_path, write_atomic
 from fvbench.suites import suite_meta
@@ -243,7 +243,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
     if len(table):
         for m in metrics:
             if sems[m].ranks:  # a descriptive or still-rewarding metric draws no frontier
-                figures.append((f"Pareto: {m} against FLOPs and wall time", plots.pareto(table, m, sems[m])))
+                score = mean_scores(unit_matrix(df, f"metric:{m}"), sems[m]).reindex(table.config).to_numpy(float)
+                figures.append((f"Pareto: {m} against FLOPs and wall time", plots.pareto(table, m, sems[m], score)))
         for preset in table[table.family == "cascade"].preset.unique():
             if table[(table.preset == preset)].stage2_nfe.nunique() > 1 or table[table.preset == preset].stage1_nfe.nunique() > 1:
                 figures.append((f"NFE split heatmaps: {preset}", plots.heatmaps(table, preset, ranked)))

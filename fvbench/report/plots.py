@@ -29,9 +29,10 @@ def _split(row) -> str:
     return f"{row.stage1_nfe}/{int(row.stage2_nfe)}" if pd.notna(row.stage2_nfe) else f"{row.stage1_nfe}"
 
 
-def pareto(table: pd.DataFrame, metric: str, sem: Semantics) -> bytes:
-    """Metric against FLOPs and against wall time, a series per family, the frontier (by the metric's score: value,
-    -value or -|value - target|) drawn, NFE splits labelled."""
+def pareto(table: pd.DataFrame, metric: str, sem: Semantics, score: np.ndarray | None = None) -> bytes:
+    """Metric against FLOPs and against wall time, a series per family, the frontier drawn, NFE splits labelled.
+    The frontier follows ``score`` (per table row, higher is better; the report passes the mean per-video score),
+    else the metric's score of the plotted means (value, -value or -|value - target|)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, cost, label in ((axes[0], "flops", "FLOPs per video"), (axes[1], "total_s", "wall s per video (all stages)")):
         for (family, size), g in table.groupby(["family", "size"]):
@@ -41,7 +42,7 @@ def pareto(table: pd.DataFrame, metric: str, sem: Semantics) -> bytes:
             for row, x, y in zip(g.itertuples(), g[cost], g[metric]):
                 ax.annotate(_split(row), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         x, y = table[cost].to_numpy(float), table[metric].to_numpy(float)
-        front = pareto_front(x, sem.score(y))
+        front = pareto_front(x, sem.score(y) if score is None else np.asarray(score, float))
         if len(front):
             ax.plot(x[front], y[front], "k--", lw=1, label="Pareto frontier")
         if cost == "flops":
