@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,15 @@ def test_suite_margin_is_checked(tmp_path, margin):
     assert load_prompt_file(f).prompts[0].text == "a red circle moving left"
 
 
+@pytest.fixture
+def sw144(tmp_path):
+    """A copy of the measured store: reading a WAL store in place would leave -shm/-wal files beside the fixture."""
+    run = tmp_path / "sw144"
+    run.mkdir()
+    shutil.copyfile(SW144 / "results.sqlite", run / "results.sqlite")
+    return run
+
+
 def _answer(df):
     from fvbench.suites import suite_meta
 
@@ -162,10 +172,10 @@ def _answer(df):
                           margin_source="suite")
 
 
-def test_sw144_answer_reproduces_readme():
+def test_sw144_answer_reproduces_readme(sw144):
     import fvbench
 
-    df = fvbench.load_results(SW144)
+    df = fvbench.load_results(sw144)
     assert len(df) == 720 and (df.status == "done").all()
     a = _answer(df)
     assert a.metric == "sw_all_three" and a.margin == 0.02
@@ -197,11 +207,11 @@ def _numbers(x):
         yield x
 
 
-def test_json_and_markdown_hold_the_same_numbers(tmp_path):
+def test_json_and_markdown_hold_the_same_numbers(sw144, tmp_path):
     from fvbench.cli import main
 
     out = tmp_path / "rep"
-    assert main(["report", str(SW144), "--out", str(out)]) == 0
+    assert main(["report", str(sw144), "--out", str(out)]) == 0
     data = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
     page = (out / "index.html").read_text()
