@@ -66,7 +66,13 @@ class SuiteFile:
     file: str | None = None
     samples_per_prompt: int = 1
     metrics: tuple[str, ...] = ()
+    primary_metric: str | None = None  # the metric the report ranks by (when it may rank: fvbench.metrics.semantics)
+    margin: float | None = None  # non-inferiority margin of the report's answer, in the primary metric's score
     prompts: tuple[Any, ...] = ()
+
+    def __post_init__(self):
+        if self.margin is not None and not 0 <= self.margin < float("inf"):
+            raise ValueError(f"margin must be a finite number >= 0 (in the primary metric's score), got {self.margin}")
 
 
 def _sha256(data: bytes) -> str:
@@ -195,6 +201,13 @@ def list_suites() -> list[str]:
     if "vbench" in names:
         names += [f"vbench:{d}" for d in VBENCH_DIMENSIONS]
     return names
+
+
+def suite_meta(name: str) -> SuiteFile | None:
+    """The declarations of a registered suite's YAML (primary metric, margin, ...) without loading its prompts;
+    None for a prompt file or an unknown name."""
+    path = _suite_files().get(name.partition(":")[0])
+    return None if path is None else from_dict(SuiteFile, load_data(path), str(path))
 
 
 def load_suite(name: str) -> Suite:

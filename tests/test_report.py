@@ -44,6 +44,11 @@ def test_report_is_self_contained_and_escapes_prompts(run_dir):
     assert "Missing and failed" in page and "clip_score unavailable" in page
     md = (run_dir / "report" / "report.md").read_text()
     assert "## Configurations" in md and "tiny-flashvideo_s1-2_s2-1" in md
+    # the default metrics (temporal_flickering rewards still video; the detail and motion ones describe): costs only
+    answer = md.split("## Answer: how to split capacity and NFEs")[1].split("\n## ")[0]
+    assert "no metric of this run measures quality meaningfully" in answer and "costs only" in answer
+    assert "### Best configuration under each FLOP budget" not in answer
+    assert "| tiny-dit_s1-" in answer  # the costs table
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")

@@ -20,13 +20,16 @@ def _run_dir(run_dir: Path | None) -> Path:
 @click.command()
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default RUN_DIR/report).")
-def report(run_dir: Path | None, out: Path | None) -> None:
-    """Write RUN_DIR's report (default: the latest run): index.html (self-contained) and report.md."""
+@click.option("--margin", type=click.FloatRange(min=0), help="Non-inferiority margin of the answer, in the ranking "
+              "metric's score (e.g. 0.02 = 2 points of accuracy); default: the suite's margin, if it declares one.")
+def report(run_dir: Path | None, out: Path | None, margin: float | None) -> None:
+    """Write RUN_DIR's report (default: the latest run): index.html (self-contained), report.md and report.json, the
+    answer section first."""
     from fvbench.report.build import build_report
 
     run = _run_dir(run_dir)
-    path = build_report(run, out)
-    click.echo(f"report of {run}: {path} (and {path.with_name('report.md')})")
+    path = build_report(run, out, margin=margin)
+    click.echo(f"report of {run}: {path} (and {path.with_name('report.md')}, {path.with_name('report.json')})")
 
 
 @click.command()

@@ -1,6 +1,7 @@
 """The metric interface, in the torchmetrics spirit: a metric declares what it is and what it needs, then scores.
 
-Every metric declares its ``name``, ``higher_is_better``, ``level`` ("video": one value per video, stored on the
+Every metric declares its ``name``, its ``direction`` (higher, lower, a ``target`` value, or descriptive: never ranked;
+``higher_is_better`` is derived from it for older callers) and whether it ``rewards_still`` video, its ``level`` ("video": one value per video, stored on the
 video's row; "set": one value per configuration, like FVD and FID), a ``version`` that changes whenever its numbers
 would (frame sampling, resolution, cut-offs are part of it), and its :class:`Needs`: local weight files or folders
 (each named by an environment variable and a constructor argument, never downloaded), optional Python packages, an
@@ -25,6 +26,8 @@ from typing import Any, ClassVar, Iterable, Literal, Sequence
 import numpy as np
 
 Level = Literal["video", "set"]
+Direction = Literal["higher", "lower", "target", "descriptive"]
+DIRECTIONS: tuple[str, ...] = ("higher", "lower", "target", "descriptive")
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,31 @@ class Metric(ABC):
     """Common declarations of per-video and set-level metrics."""
 
     name: ClassVar[str]
+    # What a value means for ranking: "higher" or "lower" is better, "target" (closeness to ``target`` is better) or
+    # "descriptive" (describes a video, e.g. its motion; never ranks). Older declarations give only
+    # ``higher_is_better``; each one is derived from the other when a subclass is created.
+    direction: ClassVar[Direction | None] = None
+    target: ClassVar[float | None] = None
+    rewards_still: ClassVar[bool] = False  # a still video scores well: never the sole ranking metric
     higher_is_better: ClassVar[bool]
     level: ClassVar[Level]
     version: ClassVar[str] = "1"
     needs: ClassVar[Needs] = Needs()
     needs_reference: ClassVar[bool] = False  # compares against a reference configuration (same prompt and seed)
     description: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        if "direction" in own:
+            if cls.direction not in DIRECTIONS:
+                raise TypeError(f"{cls.__name__}.direction must be one of {DIRECTIONS}, got {cls.direction!r}")
+            if (cls.direction == "target") != (cls.target is not None):
+                raise TypeError(f"{cls.__name__}: a target value goes with direction 'target' and only with it")
+            if "higher_is_better" not in own:  # compatibility reading: only "lower" is lower-is-better
+                cls.higher_is_better = cls.direction != "lower"
+        elif "higher_is_better" in own:
+            cls.direction = "higher" if cls.higher_is_better else "lower"
 
     def __init__(self, **paths: str | None):
         known = {w.key for w in self.needs.weights}

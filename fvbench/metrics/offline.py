@@ -36,7 +36,8 @@ class TemporalFlickering(VideoMetric):
     """
 
     name = "temporal_flickering"
-    higher_is_better = True
+    direction = "higher"
+    rewards_still = True  # a still video scores 1.0: never ranks alone
     reads_encoded = True  # in a run too it scores the written mp4, the file VBench reads (stored version "1+mp4")
     description = "VBench formula: (255 - mean abs difference of consecutive frames) / 255, on the written mp4"
 
@@ -52,7 +53,7 @@ class LaplacianVariance(VideoMetric):
     """Sharpness: variance of the 3x3 Laplacian of the luma (valid region), averaged over frames."""
 
     name = "detail_laplacian_var"
-    higher_is_better = True
+    direction = "descriptive"  # noise inflates it and there is no reference level: describes, does not rank
     description = "mean over frames of Var(Laplacian(luma)); higher = more fine detail (or noise: read with PSNR)"
 
     def score(self, video, *, prompt, reference=None):
@@ -70,7 +71,7 @@ class HighFrequencyRatio(VideoMetric):
     """
 
     name = "detail_hf_ratio"
-    higher_is_better = True
+    direction = "descriptive"  # noise inflates it and there is no reference level: describes, does not rank
     version = "1-cutoff0.125"
     cutoff = 0.125
     description = "energy at spatial frequencies > 0.125 cycles/px over all non-DC energy (luma, mean over frames)"
@@ -127,7 +128,7 @@ class MotionMagnitude(VideoMetric):
     """
 
     name = "motion_px"
-    higher_is_better = True  # as VBench's dynamic_degree: a still video is the failure mode
+    direction = "descriptive"  # how much a video moves, not how well: a prompt may ask for stillness
     version = "2-phasecorr-max256-foroosh"
     max_side = 256
     description = "global shift between consecutive frames by phase correlation (<= 256 px, sub-pixel), mean, px"

@@ -21,11 +21,14 @@ import pandas as pd
 
 from fvbench.errors import FvbenchError
 from fvbench.metrics.registry import get_metric, list_metrics
+from fvbench.metrics.semantics import semantics
 from fvbench.generation.presets import scope_notes
 from fvbench.report import plots
 from fvbench.report import shapesworld as sw_report
-from fvbench.report.tables import best_under_budget, config_table, metric_columns
+from fvbench.report.answer import Answer, blocks, compute_answer, json_ready, mean_scores, unit_matrix
+from fvbench.report.tables import config_table, metric_columns
 from fvbench.runfiles import output_dir, safe_dir, safe_path, write_atomic
+from fvbench.suites import suite_meta
 from fvbench.store import load_metric_errors, load_results, open_store, video_problems
 from fvbench.textsafe import markdown_text, printable
 
@@ -125,8 +128,42 @@ def _vbench_section(vb: dict[str, dict]) -> tuple[str, str, bytes | None]:
     return html_out, md_out, png
 
 
-def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: int = 2) -> Path:
-    """Write ``index.html`` and ``report.md`` for a run; returns the HTML path."""
+def _ranking_settings(info: dict, margin: float | None) -> tuple[str | None, float | None, str]:
+    """(primary metric, margin, where the margin comes from): ``report --margin``, else what the run recorded, else
+    the suite's YAML declarations."""
+    plan = info.get("last_plan", {})
+    try:
+        meta = suite_meta(str(plan.get("suite", "")))
+    except FvbenchError:
+        meta = None
+    primary = info.get("primary_metric") or plan.get("primary_metric") or (meta.primary_metric if meta else None)
+    if margin is not None:
+        return primary, float(margin), "report --margin"
+    recorded = info.get("margin", plan.get("margin"))
+    if recorded is not None:
+        return primary, float(recorded), "recorded by the run"
+    if meta is not None and meta.margin is not None:
+        return primary, float(meta.margin), f"suite {meta.name}'s margin"
+    return primary, None, "none given: pass report --margin, or declare margin: in the suite"
+
+
+def _answer_parts(answer: Answer) -> tuple[str, str]:
+    """The answer section in HTML and in Markdown, from the same blocks."""
+    html_out, md_out = [], []
+    for i, (heading, lines, table) in enumerate(blocks(answer)):
+        level = 2 if i == 0 else 3
+        html_out.append(f"<h{level}>{_e(heading)}</h{level}>" + "".join(f"<p>{_e(line)}</p>" for line in lines))
+        md_out.append(f"{'#' * level} {markdown_text(heading)}\n" + "".join(f"{markdown_text(line)}\n\n" for line in lines))
+        if table is not None and len(table):
+            html_out.append(f"<div style='overflow-x:auto'>{_html_table(table, left=('config', 'family', 'metric', 'cascade', 'baseline'))}</div>")
+            md_out.append(_md_table(table) + "\n")
+    return "".join(html_out), "\n".join(md_out)
+
+
+def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: int = 2,
+                 margin: float | None = None) -> Path:
+    """Write ``index.html``, ``report.md`` and ``report.json`` for a run; returns the HTML path. The answer section
+    (:mod:`fvbench.report.answer`) comes first in all three; ``margin`` overrides the suite's non-inferiority margin."""
     run_dir = Path(run_dir)
     df = load_results(run_dir)
     # every file goes through the guarded path: no symlink at the folder or at a file name is written through
@@ -146,7 +183,11 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
     metrics = [c.removeprefix("metric:") for c in metric_columns(df)]
     ordered = info.get("last_plan", {}).get("metrics") or []  # the run's order: the suite's own metrics first
     metrics.sort(key=lambda m: ordered.index(m) if m in ordered else len(ordered))
-    directions = {m: get_metric(m).higher_is_better if m in list_metrics() else True for m in metrics}
+    sems = {m: semantics(m) for m in metrics}
+    primary, margin, margin_source = _ranking_settings(info, margin)
+    answer = compute_answer(df, [sems[m] for m in metrics], primary=primary, margin=margin,
+                            margin_source=margin_source)
+    ranked = answer.metric  # the metric heatmaps and scaling plots show (None: costs only)
     failed = df[df.status != "done"]
     html_parts: list[str] = []
     md: list[str] = []
@@ -171,19 +212,10 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
         html_parts.append(f'<p class="warn">{_e(note)}</p>')
         md.append(f"> {markdown_text(note)}\n")
 
-    # Answer first: best split under budgets.
-    if len(table) and metrics:
-        primary = metrics[0]
-        budgets = sorted(set(np.quantile(table.flops, [0.25, 0.5, 1.0]).tolist()))
-        lines = []
-        for b in budgets:
-            best = best_under_budget(table, primary, directions[primary], b)
-            if best is not None:
-                lines.append(f"under {b / 1e12:.3g} TFLOP per video: {best.config} ({primary} {best[primary]:.4g}, "
-                             f"{best.flops / 1e12:.3g} TFLOP, {best.total_s:.3g} s per video)")
-        html_parts.append("<h2>Best configuration under a FLOP budget</h2><ul>" +
-                          "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>")
-        md.append("## Best configuration under a FLOP budget\n" + "\n".join(f"- {markdown_text(line)}" for line in lines) + "\n")
+    # Answer first: how to split capacity and NFEs under a budget, with paired statistics.
+    answer_html, answer_md = _answer_parts(answer)
+    html_parts.append(answer_html)
+    md.append(answer_md)
 
     if len(table) and sw_report.applies(table):
         lines = sw_report.findings(table)
@@ -210,16 +242,18 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
     figures: list[tuple[str, bytes]] = []
     if len(table):
         for m in metrics:
-            figures.append((f"Pareto: {m} against FLOPs and wall time", plots.pareto(table, m, directions[m])))
+            if sems[m].ranks:  # a descriptive or still-rewarding metric draws no frontier
+                score = mean_scores(unit_matrix(df, f"metric:{m}"), sems[m]).reindex(table.config).to_numpy(float)
+                figures.append((f"Pareto: {m} against FLOPs and wall time", plots.pareto(table, m, sems[m], score)))
         for preset in table[table.family == "cascade"].preset.unique():
             if table[(table.preset == preset)].stage2_nfe.nunique() > 1 or table[table.preset == preset].stage1_nfe.nunique() > 1:
-                figures.append((f"NFE split heatmaps: {preset}", plots.heatmaps(table, preset, metrics[0] if metrics else None)))
+                figures.append((f"NFE split heatmaps: {preset}", plots.heatmaps(table, preset, ranked)))
         if sw_report.applies(table) and (table.family == "cascade").any():
             figures.append(("ShapesWorld: quality against stage-II NFE", sw_report.stage2_curves(table)))
         figures.append(("Time per stage and component", plots.time_bars(df)))
         if (table.family == "cascade").any():
             figures.append(("Preview latency against time to the final video", plots.preview_latency(table)))
-        figures.append(("Quality and cost against parameter count", plots.params_scaling(table, metrics[0] if metrics else None)))
+        figures.append(("Quality and cost against parameter count", plots.params_scaling(table, ranked)))
     html_parts.append("<h2>Plots</h2>")
     md.append("## Plots\n")
     for i, (name, png) in enumerate(figures):
@@ -295,6 +329,9 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
     page = (f"<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='Content-Security-Policy' "
             f"content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\"><title>{_e(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(html_parts)}</body></html>")
-    for name, text in (("index.html", page), ("report.md", "\n".join(md))):
+    data = {"answer": answer.to_json(), "summary": summary, "configs": table.to_dict("records"),
+            "provenance": provenance}
+    report_json = json.dumps(json_ready(data), indent=1, allow_nan=False)
+    for name, text in (("report.json", report_json), ("index.html", page), ("report.md", "\n".join(md))):
         write_atomic(safe_path(out_dir, name), text)
     return out_dir / "index.html"

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from fvbench.metrics.semantics import Semantics  # noqa: E402
 from fvbench.report.tables import pareto_front  # noqa: E402
 
 COLORS = {"cascade": "tab:blue", "single-stage": "tab:red"}
@@ -28,8 +29,10 @@ def _split(row) -> str:
     return f"{row.stage1_nfe}/{int(row.stage2_nfe)}" if pd.notna(row.stage2_nfe) else f"{row.stage1_nfe}"
 
 
-def pareto(table: pd.DataFrame, metric: str, higher_is_better: bool) -> bytes:
-    """Metric against FLOPs and against wall time, a series per family, the frontier drawn, NFE splits labelled."""
+def pareto(table: pd.DataFrame, metric: str, sem: Semantics, score: np.ndarray | None = None) -> bytes:
+    """Metric against FLOPs and against wall time, a series per family, the frontier drawn, NFE splits labelled.
+    The frontier follows ``score`` (per table row, higher is better; the report passes the mean per-video score),
+    else the metric's score of the plotted means (value, -value or -|value - target|)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, cost, label in ((axes[0], "flops", "FLOPs per video"), (axes[1], "total_s", "wall s per video (all stages)")):
         for (family, size), g in table.groupby(["family", "size"]):
@@ -39,13 +42,13 @@ def pareto(table: pd.DataFrame, metric: str, higher_is_better: bool) -> bytes:
             for row, x, y in zip(g.itertuples(), g[cost], g[metric]):
                 ax.annotate(_split(row), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         x, y = table[cost].to_numpy(float), table[metric].to_numpy(float)
-        front = pareto_front(x, y, higher_is_better)
+        front = pareto_front(x, sem.score(y) if score is None else np.asarray(score, float))
         if len(front):
             ax.plot(x[front], y[front], "k--", lw=1, label="Pareto frontier")
         if cost == "flops":
             ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel(f"{metric} ({'higher' if higher_is_better else 'lower'} is better)")
+        ax.set_ylabel(f"{metric} ({sem.label()})")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{metric} vs cost (labels: stage-I/stage-II NFE)")

@@ -13,7 +13,8 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
 
 
 def bootstrap_ci(per_prompt: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean over prompts."""
+    """95% percentile bootstrap interval of the mean of ``per_prompt`` (per-prompt means here; paired unit
+    differences in :mod:`fvbench.report.answer`), resampled with replacement in one vectorised draw."""
     x = per_prompt[np.isfinite(per_prompt)]
     if len(x) < 2:
         return (float("nan"), float("nan"))
@@ -51,22 +52,14 @@ def config_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pareto_front(x: np.ndarray, y: np.ndarray, higher_is_better: bool) -> np.ndarray:
-    """Indices of points not dominated (no other point has lower-or-equal cost and better-or-equal quality)."""
+def pareto_front(x: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Indices of points not dominated (no other point has lower-or-equal cost and a better-or-equal score; scores are
+    higher-is-better: :meth:`fvbench.metrics.semantics.Semantics.score`)."""
     order = np.argsort(x, kind="stable")
     best, front = -np.inf, []
     for i in order:
-        v = y[i] if higher_is_better else -y[i]
+        v = score[i]
         if np.isfinite(v) and v > best:
             front.append(i)
             best = v
     return np.array(front, dtype=int)
-
-
-def best_under_budget(table: pd.DataFrame, metric: str, higher_is_better: bool, budget: float,
-                      cost: str = "flops") -> pd.Series | None:
-    """The configuration with the best ``metric`` among those costing at most ``budget``."""
-    ok = table[(table[cost] <= budget) & table[metric].notna()]
-    if ok.empty:
-        return None
-    return ok.loc[ok[metric].idxmax() if higher_is_better else ok[metric].idxmin()]

@@ -226,7 +226,7 @@ except ImportError:  # the interface before per-video and set-level metrics were
 class _Attribute(_VideoMetric):
     """1.0 when the video shows the prompt's attribute, else 0.0; the mean over a suite is the accuracy."""
 
-    higher_is_better = True
+    direction = "higher"
     level = "video"
     key: str = ""
 
@@ -257,7 +257,7 @@ class AllThreeAccuracy(_Attribute):
 class DetailRatio(_VideoMetric):
     name = "sw_detail_ratio"
     level = "video"
-    higher_is_better = True  # up to 1.0, the real world's; above it means noise or artifacts
+    direction, target = "target", 1.0  # 1.0 is the real world's; below is blur, above is noise or artifacts
     description = ("ShapesWorld: energy above the 16x16 Nyquist limit / ground truth's for the prompt's colour and "
                    "shape (1.0 = real world; noise and blocking inflate it, read with PSNR)")
 
@@ -268,7 +268,7 @@ class DetailRatio(_VideoMetric):
 class TemporalRMS(_VideoMetric):
     name = "sw_temporal_rms_px"
     level = "video"
-    higher_is_better = False
+    direction = "lower"
     description = "ShapesWorld: RMS deviation (64x64 px) of the shape's centroid track from constant velocity"
 
     def score(self, video, *, prompt, reference=None):
