@@ -116,6 +116,9 @@ def test_metrics_command_lists_everything_with_what_is_missing(monkeypatch, tmp_
         assert ("[available]" in line) != ("unavailable: " in line)
     (fvd,) = [x for x in lines if x.startswith("fvd ")]
     assert "set-level, lower is better" in fvd and f"missing {tmp_path / 'missing-i3d.pt'}" in fvd
+    (detail,) = [x for x in lines if x.startswith("detail_laplacian_var ")]
+    (sw_detail,) = [x for x in lines if x.startswith("sw_detail_ratio ")]
+    assert "descriptive, not ranked" in detail and "closer to 1 is better" in sw_detail  # as the report ranks them
     assert any(x.strip().startswith("background_consistency") and str(tmp_path / "vb" / "clip_model" / "ViT-B-32.pt")
                in x for x in lines)
     timed = [x for x in lines if x.startswith("  temporal_flickering") and x.endswith("s per video")]

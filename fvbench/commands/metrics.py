@@ -21,12 +21,13 @@ from fvbench.errors import FvbenchError
 def metrics(show_vbench: bool, time_shape: str | None, runs: int) -> None:
     """List every metric: available here or exactly what is missing, direction, level, version."""
     from fvbench.metrics.registry import DEFAULT_METRICS, get_metric, list_metrics
+    from fvbench.metrics.semantics import semantics
 
     for name in list_metrics():
         m = get_metric(name)
         missing = m.missing()
         status = "available" if not missing else "unavailable: " + "; ".join(missing)
-        direction = "higher is better" if m.higher_is_better else "lower is better"
+        direction = semantics(name).label()
         extra = ", needs --reference" if m.needs_reference else ""
         default = ", default in runs" if name in DEFAULT_METRICS else ""
         click.echo(f"{name:22s} {m.level}-level, {direction}, v{m.version}{extra}{default}: {m.description}; "
