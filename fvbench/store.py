@@ -354,85 +354,96 @@ def video_problems(run_dir: Path, rows) -> dict[str, str]:
     return out
 
 
-def _frame(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()):
-    """A query's rows as a DataFrame (cursor.fetchall, no pandas SQL layer)."""
+def _frame(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = (), types: Mapping[str, str] | None = None):
+    """A query's rows as a DataFrame built column by column (cursor.fetchall, no pandas SQL layer): a column whose
+    SQL type (``types``) is INTEGER or REAL becomes a float array in one numpy call (int64 when complete and whole),
+    other columns are left to pandas; a numeric column holding text falls back to object (see :func:`_numeric`)."""
     import pandas as pd
 
     cur = conn.execute(sql, params)
-    cols = [d[0] for d in cur.description]
-    return pd.DataFrame.from_records(cur.fetchall(), columns=cols, coerce_float=False)
-
-
-def _pivot(codes: np.ndarray, n_rows: int, columns: dict[str, np.ndarray], prefix_of) -> dict[str, np.ndarray]:
-    """Scatter long values into per-unit arrays: ``out[name][codes] = values`` (NaN / None where absent)."""
-    out = {}
-    for name, values in columns.items():
-        if values.dtype.kind in "fiub":
-            arr = np.full(n_rows, np.nan)
+    names = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    cols = list(zip(*rows)) if rows else [()] * len(names)
+    data = {}
+    for name, col in zip(names, cols):
+        kind = (types or {}).get(name, "")
+        if kind.startswith(("INTEGER", "REAL")):
+            try:
+                arr = np.array(col, dtype=float)
+            except (TypeError, ValueError):  # text in a numeric column: _numeric reports it
+                data[name] = np.array(col, dtype=object)
+                continue
+            if kind.startswith("INTEGER") and len(arr) and not np.isnan(arr).any():
+                arr = arr.astype(np.int64)
+            data[name] = arr
         else:
-            arr = np.full(n_rows, None, dtype=object)
-        arr[codes] = values
-        out[prefix_of(name)] = arr
-    return out
+            data[name] = np.array(col, dtype=object)
+    return pd.DataFrame(data, columns=names)
 
 
 def _stage_frames(conn: sqlite3.Connection):
-    return _frame(conn, f"SELECT unit_hash, stage, {', '.join(STAGE_COLUMNS)} FROM stages")
+    return _frame(conn, f"SELECT unit_hash, stage, {', '.join(STAGE_COLUMNS)} FROM stages",
+                  types={"stage": "INTEGER", **STAGE_COLUMNS})
+
+
+def _wide_sql(n_stages: int) -> str:
+    """Units with stage i's row joined as ``s{i}_<column>`` for i in 1..n_stages (primary-key lookups)."""
+    cols = ", ".join(f"s{i}.{k} AS s{i}_{k}" for i in range(1, n_stages + 1) for k in STAGE_COLUMNS)
+    joins = " ".join(f"LEFT JOIN stages AS s{i} ON s{i}.unit_hash = u.unit_hash AND s{i}.stage = {i}"
+                     for i in range(1, n_stages + 1))
+    return f"SELECT u.*, {cols} FROM units AS u {joins} ORDER BY u.preset, u.config, u.prompt_id, u.sample"
+
+
+def _metric_matrix(index, rows: list[tuple]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The long (unit_hash, metric, value) rows as ``metric:<name>`` arrays aligned with ``index`` (numpy scatter over
+    integer codes; no pandas pivot), and "column (row)" for each value that is text and read as missing."""
+    import pandas as pd
+
+    if not rows:
+        return {}, []
+    hashes, names, raw = zip(*rows)
+    try:
+        values = np.array(raw, dtype=float)  # None -> nan; fails only on text
+        lost = np.zeros(len(raw), dtype=bool)
+    except (TypeError, ValueError):
+        ser = pd.Series(raw, dtype=object)
+        values = pd.to_numeric(ser, errors="coerce").to_numpy(dtype=float)
+        lost = np.isnan(values) & ser.notna().to_numpy()
+    bad = [f"value (metric {names[j]} of {str(hashes[j])[:12]})" for j in np.flatnonzero(lost)]
+    m_codes, m_names = pd.factorize(pd.Index(names, dtype=object), sort=True)
+    u_codes = index.get_indexer(pd.Index(hashes, dtype=object))
+    keep = u_codes >= 0
+    mat = np.full((len(index), len(m_names)), np.nan)
+    mat[u_codes[keep], m_codes[keep]] = values[keep]
+    return {f"metric:{name}": mat[:, j] for j, name in enumerate(m_names)}, bad
 
 
 def load_results(run_dir: str | Path, include_failed: bool = True):
-    """A run's rows as a pandas DataFrame, one per video: the unit columns, ``s{i}_<column>`` for each stage i (at
-    least stages 1 and 2, NaN where a preset has no such stage), the ``final_*`` columns and the metrics pivoted into
-    ``metric:<name>`` columns. The pivots are numpy scatters over integer codes (a 100k-video store loads in ~1 s)."""
+    """A run's rows as a pandas DataFrame, one per video: the unit columns (with ``final_*``), ``s{i}_<column>`` for
+    each stage i (at least stages 1 and 2, NaN where a preset has no such stage) and the metrics pivoted into
+    ``metric:<name>`` columns (a numpy scatter, so a 100k-video store loads in about a second)."""
     import pandas as pd
 
     store = open_store(Path(run_dir), readonly=True)
     try:
-        units = _frame(store.conn, "SELECT * FROM units ORDER BY preset, config, prompt_id, sample")
-        stages = _stage_frames(store.conn)
-        cur = store.conn.execute("SELECT unit_hash, metric, value FROM metrics")
-        m_rows = cur.fetchall()
+        n_stages = max(2, store.conn.execute("SELECT max(stage) FROM stages").fetchone()[0] or 0)
+        types = {**UNIT_COLUMNS, **{f"s{i}_{k}": t for i in range(1, n_stages + 1) for k, t in STAGE_COLUMNS.items()}}
+        units = _frame(store.conn, _wide_sql(n_stages), types=types)
+        m_rows = store.conn.execute("SELECT unit_hash, metric, value FROM metrics").fetchall()
     finally:
         store.close()
-    row_names = units.config.astype(str) + " / " + units.prompt_id.astype(str)
-    bad = _numeric(units, [c for c, t in UNIT_COLUMNS.items() if t in ("INTEGER", "REAL")], row_names)
-    index = pd.Index(units.unit_hash)
-    n = len(units)
-    wide: dict[str, Any] = {}
-    n_stage = max(2, int(stages.stage.max()) if len(stages) else 0)
-    s_codes = index.get_indexer(stages.unit_hash) if len(stages) else np.zeros(0, dtype=int)
-    if len(stages):
-        names = np.where(s_codes >= 0, row_names.to_numpy()[s_codes], stages.unit_hash.astype(str).to_numpy())
-        bad += _numeric(stages, [c for c, t in STAGE_COLUMNS.items() if t in ("INTEGER", "REAL")],
-                        pd.Series(names, index=stages.index), "s" + stages.stage.astype(str) + "_")
-    s_num = stages.stage.to_numpy() if len(stages) else np.zeros(0, dtype=int)
-    for i in range(1, n_stage + 1):
-        sel = (s_num == i) & (s_codes >= 0)
-        cols = {k: stages[k].to_numpy()[sel] if len(stages) else np.zeros(0) for k in STAGE_COLUMNS}
-        for k, v in cols.items():  # an all-NULL stage column keeps NaN, as a pandas pivot would
-            if v.dtype == object and STAGE_COLUMNS[k] != "TEXT":
-                cols[k] = v.astype(float)
-        wide.update(_pivot(s_codes[sel], n, cols, lambda k, i=i: f"s{i}_{k}"))
-    for name, arr in wide.items():
-        if arr.dtype.kind == "f" and STAGE_COLUMNS[name.split("_", 1)[1]] == "INTEGER" \
-                and n and not np.isnan(arr).any() and np.array_equal(arr, np.round(arr)):
-            wide[name] = arr.astype(np.int64)  # complete integer columns stay integer, as they load from SQLite
-    if m_rows:
-        mh, mn, mv = zip(*m_rows)
-        values = pd.to_numeric(pd.Series(mv, dtype=object), errors="coerce").to_numpy(dtype=float)
-        lost = np.isnan(values) & pd.notna(pd.Series(mv, dtype=object)).to_numpy()
-        bad += [f"value (metric {mn[j]} of {str(mh[j])[:12]})" for j in np.flatnonzero(lost)]
-        names, m_codes = np.unique(np.asarray(mn, dtype=object).astype(str), return_inverse=True)
-        u_codes = index.get_indexer(pd.Index(mh))
-        keep = u_codes >= 0
-        mat = np.full((n, len(names)), np.nan)
-        mat[u_codes[keep], m_codes[keep]] = values[keep]
-        wide.update({f"metric:{name}": mat[:, j] for j, name in enumerate(names)})
+    numeric = [c for c, t in UNIT_COLUMNS.items() if t in ("INTEGER", "REAL")]
+    numeric += [f"s{i}_{k}" for i in range(1, n_stages + 1) for k, t in STAGE_COLUMNS.items()
+                if t in ("INTEGER", "REAL")]
+    bad = _numeric(units, numeric, units.config.astype(str) + " / " + units.prompt_id.astype(str))
+    wide, bad_m = _metric_matrix(pd.Index(units.unit_hash, dtype=object), m_rows)
+    bad += bad_m
     if bad:
         warnings.warn(f"{store.path}: text in numeric column(s), read as missing (was the store edited by hand?): "
                       f"{'; '.join(bad[:5])}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}",
                       FvbenchWarning, stacklevel=2)
-    units = pd.concat([units, pd.DataFrame(wide, index=units.index)], axis=1)
+    if wide:
+        units = pd.concat([units, pd.DataFrame(wide, index=units.index)], axis=1)
     if not include_failed:
         units = units[units.status == "done"]
     units = units.reset_index(drop=True)
@@ -456,7 +467,8 @@ def load_metrics(run_dir: str | Path):
     """A run's metric rows, long: unit_hash, metric, value, error, version, source ("frames", "mp4" or None)."""
     store = open_store(Path(run_dir), readonly=True)
     try:
-        return _frame(store.conn, "SELECT unit_hash, metric, value, error, version, source FROM metrics")
+        return _frame(store.conn, "SELECT unit_hash, metric, value, error, version, source FROM metrics",
+                      types={"value": "REAL"})
     finally:
         store.close()
 
@@ -473,10 +485,10 @@ def load_set_metrics(run_dir: str | Path):
     return pd.DataFrame([r.__dict__ for r in recs], columns=list(SET_METRIC_COLUMNS))
 
 
-def _numeric(df, columns: list[str], row_names, prefixes=None) -> list[str]:
+def _numeric(df, columns: list[str], row_names) -> list[str]:
     """Make ``columns`` numeric in place: a column with no value at all (stage II of a single-stage-only run) or with
     text in it (SQLite keeps text in an INTEGER/REAL column) would otherwise load as object dtype and break
-    arithmetic downstream. Returns "column (row)" (``prefixes``: per-row column prefixes) for each value that was not a number and is now missing."""
+    arithmetic downstream. Returns "column (row)" for each value that was not a number and is now missing."""
     import pandas as pd
 
     bad = []
@@ -486,8 +498,7 @@ def _numeric(df, columns: list[str], row_names, prefixes=None) -> list[str]:
         values = pd.to_numeric(df[c], errors="coerce")
         lost = values.isna() & df[c].notna()
         if lost.any():
-            bad += [f"{'' if prefixes is None else pre}{c} ({name})"
-                    for pre, name in zip(row_names[lost] if prefixes is None else prefixes[lost], row_names[lost])]
+            bad += [f"{c} ({name})" for name in row_names[lost]]
         df[c] = values.astype(float) if values.dtype == object else values
     return bad
 
@@ -496,6 +507,6 @@ def load_metric_errors(run_dir: str | Path):
     """Metric rows that failed (value NULL), with their error text."""
     store = open_store(Path(run_dir), readonly=True)
     try:
-        return _frame(store.conn, "SELECT * FROM metrics WHERE error IS NOT NULL")
+        return _frame(store.conn, "SELECT * FROM metrics WHERE error IS NOT NULL", types={"value": "REAL"})
     finally:
         store.close()

@@ -117,7 +117,6 @@ def test_schema1_migrates_with_backup_nothing_lost(tmp_path, monkeypatch, capsys
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(FIXTURE / "results.sqlite", run)
-    before = _sha(run / "results.sqlite")
     v1 = _v1_cells(run / "results.sqlite")
     # a failure in the middle of the migration (after the old tables were renamed) leaves schema 1 as it was
     monkeypatch.setattr(store_migrate, "CREATE_TABLES", (*store_migrate.CREATE_TABLES, "SELECT * FROM killed_here"))
