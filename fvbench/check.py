@@ -98,12 +98,18 @@ def fingerprint(df) -> dict[str, Any]:
             "torch": versions.get("torch"), "diffusers": versions.get("diffusers")}
 
 
+def _stages(df) -> list[int]:
+    """The stage numbers i of a results frame's ``s{i}_*`` columns, in order (any depth)."""
+    return sorted(int(c[1:].split("_", 1)[0]) for c in df.columns if c.startswith("s") and c.endswith("_nfe_executed")
+                  and c[1:].split("_", 1)[0].isdigit())
+
+
 def speed_ratios(df) -> dict[str, float]:
     """Mean denoising time per video of each cascade configuration / the costliest single-stage of its size."""
     done = df[df.status == "done"].copy()
     # denoising loops only (the paper's timings exclude the VAE; VAE time on CPU is dominated by memory traffic
     # and varies far more between runs than the compute-bound transformer loops)
-    done["model_s"] = done.s1_denoise_s.fillna(0) + done.s2_denoise_s.fillna(0)
+    done["model_s"] = sum(done[f"s{i}_denoise_s"].fillna(0) for i in _stages(done))
     means = done.groupby(["config", "family", "size"], as_index=False).agg(total_s=("model_s", "mean"),
                                                                              flops=("flops_total", "first"))
     out = {}
@@ -127,12 +133,11 @@ def summarize(df) -> dict[str, Any]:
     metric_cols = [c for c in done.columns if c.startswith("metric:")]
     configs = {}
     for config, g in done.groupby("config"):
-        final = g.s2_video_sha256.where(g.s2_video_sha256.notna(), g.s1_video_sha256)
         entry: dict[str, Any] = {
             "videos": int(len(g)), "flops_total": int(g.flops_total.iloc[0]),
-            "nfe_executed": [int(g.s1_nfe_executed.iloc[0])] + ([int(g.s2_nfe_executed.iloc[0])]
-                                                                if g.s2_nfe_executed.notna().any() else []),
-            "checksums": {f"{r.prompt_id}/{r.sample}": h for r, h in zip(g.itertuples(), final)},
+            "nfe_executed": [int(g[f"s{i}_nfe_executed"].dropna().iloc[0]) for i in _stages(g)
+                             if g[f"s{i}_nfe_executed"].notna().any()],
+            "checksums": {f"{r.prompt_id}/{r.sample}": h for r, h in zip(g.itertuples(), g.final_video_sha256)},
             "metrics": {c.removeprefix("metric:"): float(g[c].mean()) for c in metric_cols if g[c].notna().any()},
         }
         configs[config] = entry

@@ -73,6 +73,8 @@ class GroupWorker:
         path = write_mp4(video, safe_path(self.run_dir, kind, unit.config.label, name))
         row[f"s{stage}_video_path"] = str(path.relative_to(self.run_dir))
         row[f"s{stage}_video_bytes"] = path.stat().st_size  # a rerun checks the file is still there, same size
+        if kind == "videos":  # the final video (the last stage's), recorded once for every reader
+            row["final_video_path"], row["final_video_bytes"] = row[f"s{stage}_video_path"], row[f"s{stage}_video_bytes"]
 
     def process(self, group: UnitGroup, skip: set[str]) -> Iterator[GroupResult]:
         """Generate the group's units not in ``skip``, yielding a row as each video is done."""
@@ -143,7 +145,7 @@ class GroupWorker:
             "sample": unit.sample, "seed": unit.seed, "vbench_name": int(vbench_ok),
             "device": self.provenance["device"], "device_name": self.provenance.get("device_name"),
             "threads": self.provenance.get("torch_threads"), "git": self.provenance.get("git"),
-            "versions": json.dumps(self.provenance.get("versions", {}), sort_keys=True),
+            "versions": json.dumps(self.provenance.get("versions", {}), sort_keys=True), "n_stages": len(p.stages),
             **{f"s{i + 1}_{k}": v for i, s in enumerate(p.stages)
                for k, v in (("name", s.name), ("nfe", s.nfe), ("cfg", s.cfg), ("height", s.height),
                             ("width", s.width), ("solver", s.solver))},
@@ -172,5 +174,6 @@ class GroupWorker:
             preview_s=text_s + stage_s[0] if len(outputs) > 1 else None,
             total_s=text_s + sum(stage_s), wall_s=wall, text_flops=flops["text_encode"], flops_total=flops["total"],
             params_total=sum(params.values()), peak_mem_kind=outputs[0].memory_kind, finished_at=time.time(),
+            final_video_sha256=row[f"s{len(outputs)}_video_sha256"],
         )
         return row

@@ -224,7 +224,8 @@ def test_run_exits_3_when_videos_failed_and_says_where(tmp_path, capsys, monkeyp
 
 def test_text_in_numeric_store_columns(single_run, tmp_path, capsys):
     run = _copy(single_run, tmp_path / "run")
-    _sql(run, "UPDATE units SET flops_total = 'lots', total_s = 'slow', s1_nfe = 'x' WHERE prompt_id = 'p0000'",
+    _sql(run, "UPDATE units SET flops_total = 'lots', total_s = 'slow' WHERE prompt_id = 'p0000'",
+         "UPDATE stages SET nfe = 'x' WHERE stage = 1 AND unit_hash IN (SELECT unit_hash FROM units WHERE prompt_id = 'p0000')",
          "UPDATE metrics SET value = 'high' WHERE metric = 'motion_px'")
     before = (run / "results.sqlite").read_bytes()
     assert main(["report", str(run)]) == 0

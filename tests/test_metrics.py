@@ -162,7 +162,7 @@ def test_fvd_from_a_local_torchscript_model_end_to_end(tmp_path, monkeypatch, ca
                  "--stage2-nfe", "1", "--out", str(out)]) == 0
     capsys.readouterr()
     assert main(["score", str(out), "--metrics", "fvd", "--reference", "tiny-dit_s1-2"]) == 0
-    info = open_store(out).info()["set:fvd:tiny-flashvideo_s1-2_s2-1"]
+    info = open_store(out).set_metric("fvd", "tiny-flashvideo_s1-2_s2-1")
     assert info["error"] is None and np.isfinite(info["value"]) and info["value"] > 0 and info["videos"] == 3
     assert main(["run", "--suite", str(prompts), "--presets", "tiny-dit", "--metrics", "fvd",
                  "--out", str(tmp_path / "r2")]) == 2
@@ -170,5 +170,5 @@ def test_fvd_from_a_local_torchscript_model_end_to_end(tmp_path, monkeypatch, ca
     torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 6, 23, stride=23), torch.nn.AdaptiveAvgPool2d(1))).save(str(inception))
     monkeypatch.setenv("FVBENCH_INCEPTION", str(inception))
     assert main(["score", str(out), "--metrics", "fid", "--reference", "tiny-dit_s1-2"]) == 0
-    fid = open_store(out).info()["set:fid:tiny-flashvideo_s1-2_s2-1"]
+    fid = open_store(out).set_metric("fid", "tiny-flashvideo_s1-2_s2-1")
     assert fid["error"] is None and np.isfinite(fid["value"]) and fid["value"] > 0

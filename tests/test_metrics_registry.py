@@ -159,7 +159,7 @@ def test_run_stores_offline_metrics_records_failures_and_score_adds_metrics(tmp_
     assert np.isfinite(df.loc["tiny-flashvideo_s1-2_s2-1", "metric:psnr_vs_ref"]).all()
     own = load_metric_errors(out).query("metric == 'psnr_vs_ref'")  # the reference against itself: PSNR is inf
     assert len(own) == 3 and set(own.error) == {"non-finite value inf"}
-    info = open_store(out).info()["set:fvd:tiny-flashvideo_s1-2_s2-1"]
+    info = open_store(out).set_metric("fvd", "tiny-flashvideo_s1-2_s2-1")
     assert info["error"] is None and info["value"] > 0 and info["videos"] == 3 and info["reference_videos"] == 3
     assert info["version"] == get_metric("fvd").version and info["called_with"] == {}
     assert main(["score", str(out), "--metrics", "ssim_vs_ref"]) == 2

@@ -90,7 +90,7 @@ def _done_rows(run_dir: Path) -> Any:
         click.echo(f"{len(lost)} video(s) missing or changed on disk are not scored (rerun the run's command to "
                    f"generate them again): " + "; ".join(list(lost.values())[:5]), err=True)
         df = df[~df.unit_hash.isin(lost)]
-    return df.assign(final_path=df.s2_video_path.where(df.s2_video_path.notna(), df.s1_video_path))
+    return df.assign(final_path=df.final_video_path)  # recorded once by the worker (schema 2)
 
 
 @click.command()
@@ -129,7 +129,7 @@ def _score_videos(run_dir: Path, metric_list: list, reference: str | None) -> No
     """Per-video metrics on each saved final video (reference metrics against the same prompt and sample)."""
     from fvbench.metrics.registry import score_video
     from fvbench.runfiles import RunLock
-    from fvbench.store import open_store
+    from fvbench.store import SetMetric as SetMetricRow, open_store
     from fvbench.video import read_mp4
 
     df = _done_rows(run_dir)
@@ -254,7 +254,7 @@ def _score_sets(run_dir: Path, metric_list: list, reference: str) -> None:
     Videos are decoded and fed one at a time (the metrics keep running sums), and the reference set is fed once.
     """
     from fvbench.runfiles import RunLock
-    from fvbench.store import open_store
+    from fvbench.store import SetMetric as SetMetricRow, open_store
     from fvbench.video import read_mp4
 
     df = _done_rows(run_dir)
@@ -280,8 +280,9 @@ def _score_sets(run_dir: Path, metric_list: list, reference: str) -> None:
                         value, error = None, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"[:500]
                     n = int(df[(df.config == config)].final_path.notna().sum())
                     n_ref = int(df[(df.config == reference)].final_path.notna().sum())
-                    store.set_info(f"set:{m.name}:{config}", {"value": value, "error": error, "reference": reference,
-                                                              "videos": n, "reference_videos": n_ref, **m.details()})
+                    details = m.details()
+                    store.put_set_metric(SetMetricRow(m.name, config, reference, value, error,
+                                                      details.pop("version", m.version), n, n_ref, details))
                     shown = f"{value:.4g}" if value is not None else f"failed ({error})"
                     click.echo(f"{config}: {m.name} = {shown} against {reference} ({n} vs {n_ref} videos, "
                                f"v{m.version})")

@@ -29,7 +29,7 @@ from fvbench.report.answer import Answer, blocks, compute_answer, json_ready, me
 from fvbench.report.tables import config_table, metric_columns
 from fvbench.runfiles import output_dir, safe_dir, safe_path, write_atomic
 from fvbench.suites import suite_meta
-from fvbench.store import load_metric_errors, load_results, open_store, video_problems
+from fvbench.store import load_metric_errors, load_results, load_set_metrics, open_store, video_problems
 from fvbench.textsafe import markdown_text, printable
 
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}
@@ -294,10 +294,9 @@ def build_report(run_dir: Path, out_dir: Path | None = None, videos_per_config: 
             html_parts.append(f"<h3>{_e(name)}</h3>{_img(vb_png, name)}")
             md.append(f"### {name}\n![{name}](plot-vbench.png)\n")
 
-    sets = [(k.split(":", 2)[1], k.split(":", 2)[2], v) for k, v in info.items() if k.startswith("set:")]
-    if sets:
-        table_sets = pd.DataFrame([{"metric": m, "config": c, "value": v.get("value"), "reference": v.get("reference"),
-                                    "videos": v.get("videos"), "error": v.get("error") or ""} for m, c, v in sets])
+    sets = load_set_metrics(run_dir)
+    if len(sets):
+        table_sets = sets[["metric", "config", "value", "reference", "videos"]].assign(error=sets.error.fillna(""))
         html_parts.append(f"<h2>Set-level metrics</h2>{_html_table(table_sets, left=('metric', 'config', 'reference', 'error'))}")
         md.append(f"## Set-level metrics\n{_md_table(table_sets)}\n")
 
