@@ -44,10 +44,15 @@ class Plan:
     def total_flops(self) -> int:
         return sum(self.flops[u.config.config_hash]["total"] for u in self.units)
 
+    def stage_computations(self) -> list[tuple[int, int]]:
+        """Per stage depth, (runs with prefix sharing, runs without): the saving sharing buys at each depth."""
+        depth = max((len(u.prefix_keys) for u in self.units), default=0)
+        return [(len({u.prefix_keys[:i + 1] for u in self.units if len(u.prefix_keys) > i}),
+                 sum(len(u.prefix_keys) > i for u in self.units)) for i in range(depth)]
+
     def stage1_computations(self) -> tuple[int, int]:
-        """(stage-I runs with sharing, stage-I runs without): the saving prefix sharing buys."""
-        shared = len({u.prefix_key for u in self.units})
-        return shared, len(self.units)
+        """(stage-I runs with sharing, stage-I runs without)."""
+        return (self.stage_computations() or [(0, 0)])[0]
 
 
 def make_plan(suite_name: str, opts: SweepOptions, limit: int | None = None, samples: int | None = None,
