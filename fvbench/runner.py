@@ -85,6 +85,9 @@ class RunSummary:
     lost: dict[str, str] = field(default_factory=dict)  # unit_hash -> why its stored video was generated again
 
 
+_STAGE_VIDEO = re.compile(r"s\d+_video_path")
+
+
 def _check_video_names(plan: Plan, rows: list[dict[str, Any]], done: set[str], worker) -> None:
     """Refuse a plan whose videos would replace a video that another unit (stored or planned) owns.
 
@@ -93,9 +96,9 @@ def _check_video_names(plan: Plan, rows: list[dict[str, Any]], done: set[str], w
     """
     owner: dict[str, str] = {}
     for r in rows:
-        for i in (1, 2):
-            if r.get(f"s{i}_video_path"):
-                owner[r[f"s{i}_video_path"]] = r["unit_hash"]
+        for key, path in r.items():
+            if path and _STAGE_VIDEO.fullmatch(key):  # s<i>_video_path, any number of stages
+                owner[path] = r["unit_hash"]
     who = {r["unit_hash"]: f"prompt id {r['prompt_id']!r}, seed {r['seed']}" for r in rows}
     who.update({u.unit_hash: f"prompt id {u.prompt.id!r}, seed {u.seed}" for u in plan.units})
     clashes = []
