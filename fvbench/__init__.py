@@ -12,4 +12,13 @@ def load_results(run_dir):
     return _load(run_dir)
 
 
-__all__ = ["load_results", "__version__"]
+def __getattr__(name: str):
+    """The library API (fvbench.api), imported on first use so ``import fvbench`` stays light."""
+    if name in ("plan_sweep", "run_sweep", "RayOptions", "SweepPlan", "SweepResult"):
+        from fvbench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'fvbench' has no attribute {name!r}")
+
+
+__all__ = ["load_results", "plan_sweep", "run_sweep", "RayOptions", "SweepPlan", "SweepResult", "__version__"]

@@ -44,10 +44,15 @@ class Plan:
     def total_flops(self) -> int:
         return sum(self.flops[u.config.config_hash]["total"] for u in self.units)
 
+    def stage_computations(self) -> list[tuple[int, int]]:
+        """Per stage depth, (runs with prefix sharing, runs without): the saving sharing buys at each depth."""
+        depth = max((len(u.prefix_keys) for u in self.units), default=0)
+        return [(len({u.prefix_keys[:i + 1] for u in self.units if len(u.prefix_keys) > i}),
+                 sum(len(u.prefix_keys) > i for u in self.units)) for i in range(depth)]
+
     def stage1_computations(self) -> tuple[int, int]:
-        """(stage-I runs with sharing, stage-I runs without): the saving prefix sharing buys."""
-        shared = len({u.prefix_key for u in self.units})
-        return shared, len(self.units)
+        """(stage-I runs with sharing, stage-I runs without)."""
+        return (self.stage_computations() or [(0, 0)])[0]
 
 
 def make_plan(suite_name: str, opts: SweepOptions, limit: int | None = None, samples: int | None = None,
@@ -80,6 +85,9 @@ class RunSummary:
     lost: dict[str, str] = field(default_factory=dict)  # unit_hash -> why its stored video was generated again
 
 
+_STAGE_VIDEO = re.compile(r"s\d+_video_path")
+
+
 def _check_video_names(plan: Plan, rows: list[dict[str, Any]], done: set[str], worker) -> None:
     """Refuse a plan whose videos would replace a video that another unit (stored or planned) owns.
 
@@ -88,9 +96,9 @@ def _check_video_names(plan: Plan, rows: list[dict[str, Any]], done: set[str], w
     """
     owner: dict[str, str] = {}
     for r in rows:
-        for i in (1, 2):
-            if r.get(f"s{i}_video_path"):
-                owner[r[f"s{i}_video_path"]] = r["unit_hash"]
+        for key, path in r.items():
+            if path and _STAGE_VIDEO.fullmatch(key):  # s<i>_video_path, any number of stages
+                owner[path] = r["unit_hash"]
     who = {r["unit_hash"]: f"prompt id {r['prompt_id']!r}, seed {r['seed']}" for r in rows}
     who.update({u.unit_hash: f"prompt id {u.prompt.id!r}, seed {u.seed}" for u in plan.units})
     clashes = []

@@ -53,16 +53,6 @@ def preset_identity(preset: Preset) -> dict[str, Any]:
     return d
 
 
-def stage_prefix_identity(preset: Preset) -> dict[str, Any]:
-    """What determines a preset's stage-I output: components it uses, text handling, frames and stage I itself."""
-    s1 = preset.stages[0]
-    used = {"tokenizer", "text_encoder", "vae", s1.transformer}
-    d = preset_identity(preset)
-    d["components"] = {k: v for k, v in d["components"].items() if k in used}
-    d["stages"] = [d["stages"][0]]
-    return d
-
-
 @dataclass(frozen=True)
 class ConfigPoint:
     """One generator configuration of a sweep: a base preset with stage overrides applied."""
@@ -104,10 +94,17 @@ class Unit:
                                "sample": self.sample, "seed": self.seed})
 
     @cached_property
+    def prefix_keys(self) -> tuple[str, ...]:
+        """Per stage, the key of its output (:func:`fvbench.generation.sharing.output_keys`): units with equal keys up
+        to stage i produce the same stage-i output."""
+        from fvbench.generation.sharing import output_keys
+
+        return output_keys(self.config.preset, self.prompt.text, self.seed)
+
+    @property
     def prefix_key(self) -> str:
         """Units with equal keys produce the same stage-I output."""
-        return canonical_hash({"stage1": stage_prefix_identity(self.config.preset), "prompt": self.prompt.text,
-                               "seed": self.seed})
+        return self.prefix_keys[0]
 
 
 @dataclass(frozen=True)
@@ -119,6 +116,7 @@ class SweepOptions:
     stage1_nfe: tuple[int, ...] = ()
     stage2_nfe: tuple[int, ...] = ()
     nfe_sweep: bool = False
+    stage_nfe: tuple[tuple[int, tuple[int, ...]], ...] = ()  # (stage number from 1, NFEs): any stage, any depth
 
 
 def _check_nfe(values: Sequence[int], flag: str) -> None:
@@ -144,20 +142,23 @@ def default_preset_names(sizes: Sequence[str]) -> tuple[str, ...]:
 
 
 def config_points(opts: SweepOptions) -> list[ConfigPoint]:
-    """Expand presets x NFE grid into configuration points (cascades: stage I x stage II; single-stage: stage I)."""
+    """Expand presets x per-stage NFE lists into configuration points (the product over every stage of the preset)."""
     _check_nfe(opts.stage1_nfe, "--stage1-nfe")
     _check_nfe(opts.stage2_nfe, "--stage2-nfe")
+    chosen = dict(opts.stage_nfe)
+    for number, values in chosen.items():
+        if number < 1:
+            raise FvbenchError(f"--stage-nfe: stage numbers start at 1, got {number}")
+        _check_nfe(values, f"--stage-nfe {number}")
     names = list(opts.presets) or list(default_preset_names(opts.sizes))
     points: list[ConfigPoint] = []
     for name in dict.fromkeys(names):
         preset = get_preset(name)
-        s1 = opts.stage1_nfe or (DEFAULT_STAGE1_NFE if opts.nfe_sweep else (preset.stages[0].nfe,))
-        grids: list[tuple[int, ...]]
-        if len(preset.stages) == 1:
-            grids = [(n,) for n in s1]
-        else:
-            s2 = opts.stage2_nfe or (DEFAULT_STAGE2_NFE if opts.nfe_sweep else (preset.stages[1].nfe,))
-            grids = list(itertools.product(s1, s2, *[(s.nfe,) for s in preset.stages[2:]]))
+        defaults = (opts.stage1_nfe or (DEFAULT_STAGE1_NFE if opts.nfe_sweep else ()),
+                    opts.stage2_nfe or (DEFAULT_STAGE2_NFE if opts.nfe_sweep else ()))
+        per_stage = [tuple(chosen.get(i + 1) or (defaults[i] if i < 2 else ()) or (s.nfe,))
+                     for i, s in enumerate(preset.stages)]
+        grids: list[tuple[int, ...]] = list(itertools.product(*per_stage))
         for grid in grids:
             overrides = {s.name: {"nfe": n} for s, n in zip(preset.stages, grid)}
             points.append(ConfigPoint(name, preset.with_overrides(overrides)))
@@ -193,6 +194,6 @@ def group_units(units: Iterable[Unit]) -> list[UnitGroup]:
         groups.setdefault((u.config.base, u.prompt.text, u.seed), []).append(u)
     out = []
     for (base, _, seed), us in groups.items():
-        us.sort(key=lambda u: (u.prefix_key, u.config.nfe))
+        us.sort(key=lambda u: (u.prefix_keys, u.config.nfe))  # equal prefixes adjacent, at every depth
         out.append(UnitGroup(base, us[0].prompt, seed, tuple(us)))
     return out

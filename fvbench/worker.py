@@ -1,4 +1,4 @@
-"""Generating the units of a group: text once, each distinct stage I once, then every stage-II variant.
+"""Generating the units of a group: text once, each distinct stage prefix once, then every later variant.
 
 The worker writes the videos (atomically, inside the run folder) and returns one store row per unit; it never
 touches the store itself, so any executor can run it and the driver stays the single writer.
@@ -84,8 +84,10 @@ class GroupWorker:
         comps = self.components(group.base)
         text = None
         text_s = 0.0
-        stage1_cache: dict[str, StageOutput] = {}
-        init_cache: dict[tuple, Generator.FlowInit] = {}
+        # Caches by key (the generator says what each stage's output and z0 depend on). Units come sorted by their
+        # prefix keys, so equal prefixes are adjacent: one entry per stage depth is enough and older ones are dropped.
+        out_cache: dict[int, tuple[str, StageOutput]] = {}
+        init_cache: dict[int, tuple[str, Generator.FlowInit]] = {}
         for unit in todo:
             start = time.perf_counter()
             try:
@@ -94,25 +96,26 @@ class GroupWorker:
                 if first_text:
                     text, text_s = gen.encode_text(unit.prompt.text)
                 outputs: list[StageOutput] = []
-                stages = unit.config.preset.stages
-                shared = [False] * len(stages)
-                init_shared = [False] * len(stages)
-                for i, stage in enumerate(stages):
-                    if i == 0 and unit.prefix_key in stage1_cache:
-                        outputs.append(stage1_cache[unit.prefix_key])
-                        shared[0] = True
+                keys = gen.stage_keys(unit.prompt.text, unit.seed)
+                shared = [False] * len(keys)
+                init_shared = [False] * len(keys)
+                for i, key in enumerate(keys):
+                    previous = outputs[-1] if outputs else None
+                    cached = out_cache.get(i)
+                    if cached is not None and cached[0] == key.output:
+                        outputs.append(cached[1])
+                        shared[i] = True
                         continue
                     init = None
-                    if i == 1 and stage.solver == "flow-euler":
-                        # z0 depends on stage I's video, the seed and the generator's flow-init key: share it
-                        key = (unit.prefix_key, gen.flow_init_key(i))
-                        init_shared[i] = key in init_cache
+                    if key.init is not None:
+                        cached_init = init_cache.get(i)
+                        init_shared[i] = cached_init is not None and cached_init[0] == key.init
                         if not init_shared[i]:
-                            init_cache[key] = gen.flow_init(i, unit.seed, outputs[-1])
-                        init = init_cache[key]
-                    out = gen.run_stage(i, text, unit.seed, outputs[-1] if outputs else None, init=init)
-                    if i == 0:
-                        stage1_cache[unit.prefix_key] = out
+                            init_cache[i] = (key.init, gen.flow_init(i, unit.seed, previous))
+                        init = init_cache[i][1]
+                    out = gen.run_stage(i, text, unit.seed, previous, init=init)
+                    if i < len(keys) - 1:  # a final video is never a prefix of another unit
+                        out_cache[i] = (key.output, out)
                     outputs.append(out)
                 wall = time.perf_counter() - start + (text_s if first_text else 0.0)
                 row = self._row(unit, outputs, shared, text_s, wall)

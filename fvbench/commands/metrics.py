@@ -129,7 +129,7 @@ def _score_videos(run_dir: Path, metric_list: list, reference: str | None) -> No
     """Per-video metrics on each saved final video (reference metrics against the same prompt and sample)."""
     from fvbench.metrics.registry import score_video
     from fvbench.runfiles import RunLock
-    from fvbench.store import SetMetric as SetMetricRow, open_store
+    from fvbench.store import open_store
     from fvbench.video import read_mp4
 
     df = _done_rows(run_dir)

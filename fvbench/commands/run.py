@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -12,8 +11,6 @@ import click
 from fvbench.errors import FvbenchError
 from fvbench.textsafe import printable
 
-CPU_DEFAULT_LIMIT = 2
-CPU_DEFAULT_SAMPLES = 1
 EXIT_UNITS_FAILED = 3  # the run finished but some videos failed (0: all stored; 2: bad input, nothing run)
 
 
@@ -50,6 +47,8 @@ def _gemm_gflops() -> float:
 @click.option("--nfe-sweep", is_flag=True, help="Stage I {10,20,30,50} x stage II {1,2,4,8}; single-stage at {10,20,30,50}.")
 @click.option("--stage1-nfe", help="Comma list of stage-I NFEs (overrides the sweep's).")
 @click.option("--stage2-nfe", help="Comma list of stage-II NFEs (cascades).")
+@click.option("--stage-nfe", "stage_nfes", multiple=True,
+              help="STAGE=NFE[,NFE...]: NFEs of any stage, e.g. --stage-nfe 3=1,2 (repeatable; overrides the above).")
 @click.option("--sizes", default="s", show_default=True,
               help="Sizes of the default families: the trained ShapesWorld sw-flashvideo-<size> + sw-dit-<size> + "
                    "sw-dit-p4-<size> "
@@ -84,7 +83,8 @@ def _gemm_gflops() -> float:
 @click.option("--allow-large", is_flag=True,
               help="Lift the ceilings on NFE (1000), frames (1025) and height/width (4096) on purpose "
                    "(also FVBENCH_ALLOW_LARGE=1).")
-def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: str | None, sizes: str,
+def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: str | None,
+        stage_nfes: tuple[str, ...], sizes: str,
         presets: str | None, limit: str, samples: int | None, max_flops: float | None, base_seed: int,
         out: Path | None, save_videos: str, device: str, weights: Path | None, metric_names: str | None,
         warmup: bool, executor: str, workers: int, threads_per_worker: int, address: str | None,
@@ -93,65 +93,35 @@ def run(suite_name: str, nfe_sweep: bool, stage1_nfe: str | None, stage2_nfe: st
 
     Exit status: 0 every video stored; 2 bad input (nothing run); 3 the run finished but some videos failed (their
     errors are in the store)."""
-    from fvbench.generation.presets import get_preset, lift_ceilings
+    from fvbench.api import RayOptions, plan_sweep, run_sweep
+    from fvbench.generation.presets import lift_ceilings
 
     if allow_large:
         lift_ceilings()
-    from fvbench.paths import default_runs_dir
-    from fvbench.runner import make_plan
-    from fvbench.spec import SweepOptions
-
-    opts = SweepOptions(presets=_names(presets), sizes=_names(sizes), stage1_nfe=_ints(stage1_nfe, "--stage1-nfe"),
-                        stage2_nfe=_ints(stage2_nfe, "--stage2-nfe"), nfe_sweep=nfe_sweep)
-    from fvbench.spec import default_preset_names
-
-    names = opts.presets or default_preset_names(opts.sizes)
-    opts = dataclasses.replace(opts, presets=names)  # resolved once: the plan runs exactly these
-    cpu_scale = all(get_preset(n).cpu_scale for n in names)
-    user_file = Path(suite_name).suffix in (".txt", ".yaml", ".yml", ".json")
-    if limit == "auto":
-        n_limit = CPU_DEFAULT_LIMIT if cpu_scale and not user_file else None
-    elif limit == "all":
-        n_limit = None
-    else:
-        try:
-            n_limit = int(limit)
-        except ValueError:
-            raise FvbenchError(f"--limit expects a number, 'all' or 'auto', got {limit!r}") from None
-        if n_limit <= 0:
-            raise FvbenchError(f"--limit must be positive, got {n_limit}")
-    if samples is None and cpu_scale and not user_file:
-        samples = CPU_DEFAULT_SAMPLES
-    plan = make_plan(suite_name, opts, n_limit, samples, base_seed, max_flops)
-    from fvbench.metrics.registry import DEFAULT_METRICS
-
-    metric_fn = None
-    metric_list = (tuple(dict.fromkeys(plan.suite.metrics + DEFAULT_METRICS)) if metric_names is None
-                   else _names(metric_names.replace("none", "")))
-    if metric_list:
-        from fvbench.metrics.registry import make_metric_fn
-
-        metric_fn = make_metric_fn(metric_list)  # fails fast, before any generation, on a missing weight or package
+    stage_nfe = {}
+    for item in stage_nfes:
+        number, sep, values = item.partition("=")
+        if not sep or not number.strip().isdigit():
+            raise FvbenchError(f"--stage-nfe expects STAGE=NFE[,NFE...], e.g. 3=1,2; got {item!r}")
+        stage_nfe[int(number)] = _ints(values, f"--stage-nfe {number}")
+    sweep = plan_sweep(suite_name, presets=_names(presets), sizes=_names(sizes),
+                       stage1_nfe=_ints(stage1_nfe, "--stage1-nfe"), stage2_nfe=_ints(stage2_nfe, "--stage2-nfe"),
+                       stage_nfe=stage_nfe, nfe_sweep=nfe_sweep, limit=limit, samples=samples, max_flops=max_flops,
+                       seed=base_seed,
+                       metrics=None if metric_names is None else _names(metric_names.replace("none", "")))
     sweep_args = " ".join(a for a in (
         "--nfe-sweep" if nfe_sweep else "", f"--stage1-nfe {stage1_nfe}" if stage1_nfe else "",
-        f"--stage2-nfe {stage2_nfe}" if stage2_nfe else "", f"--presets {presets}" if presets else f"--sizes {sizes}",
+        f"--stage2-nfe {stage2_nfe}" if stage2_nfe else "", *(f"--stage-nfe {v}" for v in stage_nfes),
+        f"--presets {presets}" if presets else f"--sizes {sizes}",
     ) if a)
-    _print_plan(plan, n_limit, f"--suite {suite_name} {sweep_args}", save_videos, metric_list)
+    _print_plan(sweep.plan, sweep.limit, f"--suite {suite_name} {sweep_args}", save_videos, sweep.metrics)
     if dry_run:
-        _print_estimate(plan)
+        _print_estimate(sweep.plan)
         return
-    runs = default_runs_dir()
-    run_dir = out if out is not None else runs / plan.default_name()
-    ray_opts = None
-    if executor == "ray":
-        from fvbench.executors.ray import _ray
-
-        _ray()  # fails here, before any work, when Ray is not installed
-        if workers <= 0 or threads_per_worker <= 0:
-            raise FvbenchError("--workers and --threads-per-worker must be positive")
-        ray_opts = {"workers": workers, "threads_per_worker": threads_per_worker, "address": address,
-                    "metric_names": tuple(metric_list)}
-    _run(plan, run_dir, runs, device, weights, save_videos, metric_fn, suite_name, warmup, ray_opts, metric_list)
+    result = run_sweep(sweep, out=out, save_videos=save_videos, device=device, weights=weights, warmup=warmup,
+                       executor=executor, ray=RayOptions(workers, threads_per_worker, address),
+                       progress=_Progress(), command=" ".join(sys.argv))
+    _report(result, len(sweep.plan.units))
 
 
 def _print_plan(plan, n_limit, command: str, save_videos: str, metric_list: tuple[str, ...]) -> None:
@@ -169,7 +139,10 @@ def _print_plan(plan, n_limit, command: str, save_videos: str, metric_list: tupl
     shared, naive = plan.stage1_computations()
     click.echo(f"  {len(plan.units)} videos; stage I computed {shared} times instead of {naive} (prefix sharing); "
                f"predicted compute {plan.total_flops() / 1e12:.2f} TFLOP for all videos; videos saved: {save_videos}")
+    for depth, (done_once, naive_runs) in enumerate(plan.stage_computations()[1:-1], start=2):
+        click.echo(f"  stage {depth} computed {done_once} times instead of {naive_runs} (prefix sharing)")
     click.echo(f"  metrics per video: {', '.join(metric_list) or 'none'}")
+    click.echo(f"  plan sha256 {plan.plan_hash[:16]} (run folder name {printable(plan.default_name())})")
     random = [b for b in by_base if get_preset(b).builtin]
     if random:
         click.echo(f"  {printable(', '.join(random))}: random weights (CPU scale): numbers measure compute and timing, not quality.")
@@ -197,57 +170,33 @@ def _print_estimate(plan) -> None:
                f"stage-I sharing and small-model overheads are not modelled")
 
 
-def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, save_videos: str, metric_fn,
-         suite_name: str, warmup: bool = True, ray_opts: dict | None = None,
-         metric_list: tuple[str, ...] = ()) -> None:
-    from tqdm import tqdm
+class _Progress:
+    """What ``fvbench run`` prints while the library runs the sweep."""
 
-    from fvbench.provenance import provenance
-    from fvbench.runfiles import prepare_run_dir, write_latest
-    from fvbench.runner import execute
-    from fvbench.worker import GroupWorker
+    def __init__(self) -> None:
+        self.bar = None
 
-    prov = provenance(device)
-    worker = GroupWorker(run_dir, prov, (plan.suite.name, plan.suite.sha256), device, weights, save_videos, metric_fn)
-    prepare_run_dir(run_dir)  # folder checks first: a refused folder costs no model loading
-    click.echo(f"run folder: {run_dir}")
-    progress: list = []
+    def started(self, run_dir: Path) -> None:
+        click.echo(f"run folder: {run_dir}")
 
-    def before_work(todo: list) -> None:
-        """Under the run folder's lock, after its checks: load the models, warm up, start the progress bar."""
-        for base in dict.fromkeys(p.base for p in plan.points):
-            worker.components(base)  # load every model before generating: a missing weight fails here
-        if warmup and ray_opts is None and todo:
-            firsts = {}
-            for u in plan.units:
-                firsts.setdefault(u.config.base, u)
-            seconds = sum(worker.warmup(base, u) for base, u in firsts.items())
-            click.echo(f"warm-up: 1 discarded generation at 1 NFE per preset ({len(firsts)}), {seconds:.1f} s, "
-                       f"not in the stored timings")
-        progress.append(tqdm(total=len(plan.units), unit="video", file=sys.stderr, dynamic_ncols=True,
-                             mininterval=1.0))
+    def warmed_up(self, presets: int, seconds: float) -> None:
+        click.echo(f"warm-up: 1 discarded generation at 1 NFE per preset ({presets}), {seconds:.1f} s, "
+                   f"not in the stored timings")
 
-    def on_result(result) -> None:
-        progress[0].update(1)
+    def generating(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+
+    def result(self, result) -> None:
+        self.bar.update(1)
         if result.row.get("status") == "failed":
-            progress[0].write(printable(f"failed: {result.row['config']} {result.row['prompt_id']}: {result.row['error']}"))
+            self.bar.write(printable(f"failed: {result.row['config']} {result.row['prompt_id']}: {result.row['error']}"))
 
-    info = {"command": " ".join(sys.argv), "suite_arg": suite_name, "provenance": prov, "metrics": list(metric_list)}
-    if run_dir.resolve().parent == Path(runs).resolve():
-        write_latest(runs, run_dir)
-    executor = None
-    if ray_opts is not None:
-        from fvbench.executors.ray import RayExecutor
 
-        worker_args = {"run_dir": run_dir, "provenance": prov, "suite": (plan.suite.name, plan.suite.sha256),
-                       "device": device, "weights": weights, "save_videos": save_videos}
-        executor = RayExecutor(worker_args, ray_opts["metric_names"], ray_opts["workers"],
-                               ray_opts["threads_per_worker"], ray_opts["address"])
-        info["executor"] = f"ray ({ray_opts['workers']} workers x {ray_opts['threads_per_worker']} threads)"
-    summary = execute(plan, run_dir, worker, executor=executor, on_result=on_result, run_info=info,
-                      before_work=before_work)
-    progress[0].update(summary.skipped)
-    progress[0].close()
+def _report(result, planned: int) -> None:
+    """The end of ``fvbench run``: what was done, the summary table, and exit status 3 when videos failed."""
+    summary, prov, run_dir = result.summary, result.provenance, result.run_dir
     if summary.lost:
         click.echo(f"{len(summary.lost)} stored video(s) were missing or changed on disk and were generated again "
                    f"(e.g. {next(iter(summary.lost.values()))})")
@@ -256,7 +205,7 @@ def _run(plan, run_dir: Path, runs: Path, device: str, weights: Path | None, sav
                f"{prov.get('torch_threads')} threads)")
     _print_summary(run_dir)
     if summary.failed:
-        click.echo(f"error: {summary.failed} of {len(plan.units)} videos failed (exit status {EXIT_UNITS_FAILED}); "
+        click.echo(f"error: {summary.failed} of {planned} videos failed (exit status {EXIT_UNITS_FAILED}); "
                    f"each error is in the store's error column ({run_dir / 'results.sqlite'}, status 'failed'; "
                    f"`fvbench report {run_dir}` lists them under 'Missing and failed'); rerun the same command to "
                    f"retry only those", err=True)

@@ -57,12 +57,14 @@ class RayExecutor:
         self.workers, self.threads, self.address = workers, threads_per_worker, address
         self.object_store_bytes = object_store_bytes
         self.actors: list[Any] = []
+        self.started_ray = False  # whether this executor started Ray (then shutdown stops it too)
         self.on_dispatch: Callable[[int], None] | None = None  # test hook: called with the number of groups dispatched
 
     def _init(self) -> None:
         ray = self.ray
         if ray.is_initialized():
             return
+        self.started_ray = True
         if self.address:
             ray.init(address=self.address, log_to_driver=False)
         else:
@@ -96,6 +98,16 @@ class RayExecutor:
                     on_result(result)
 
     def shutdown(self) -> None:
+        """Kill the actors, and stop the Ray this executor started (a Ray the caller started stays up)."""
         for a in self.actors:
             self.ray.kill(a)
         self.actors = []
+        if self.started_ray and self.ray.is_initialized():
+            self.ray.shutdown()
+        self.started_ray = False
+
+    def __enter__(self) -> "RayExecutor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

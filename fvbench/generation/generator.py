@@ -25,6 +25,7 @@ from fvbench.generation.models.registry import build_component, component_type, 
 from fvbench.generation.noise import NoiseSource, SeededNoise, generator_of
 from fvbench.generation.onednn import use_onednn_conv3d
 from fvbench.generation.presets import Preset, StageConfig
+from fvbench.generation.sharing import StageKey, init_key, keeps_pixels, output_keys
 from fvbench.generation.samplers.cogvideox import sample_cogvideox
 from fvbench.generation.samplers.flow import degrade, sample_flow
 from fvbench.generation.samplers.sat import sample_sat_dpm
@@ -256,6 +257,16 @@ class Generator:
         return (index, stage.init, stage.height, stage.width, stage.noise_step, self._latent_scale(stage),
                 stage.upsample_input, self.preset.vae_encode_chunks, self._shape(stage))
 
+    def stage_keys(self, prompt: str, seed: int) -> tuple[StageKey, ...]:
+        """Per stage, the key of its output and (flow stages) of its z0: equal keys, bitwise-equal results.
+
+        A runner reuses a cached output or z0 by key, without knowing solvers or stage positions.
+        """
+        outputs = output_keys(self.preset, prompt, seed)
+        return tuple(StageKey(out, init_key(outputs[i - 1] if i else None, self.flow_init_key(i))
+                              if stage.solver == "flow-euler" else None)
+                     for i, (out, stage) in enumerate(zip(outputs, self.preset.stages)))
+
     @torch.no_grad()
     def flow_init(self, index: int, seed: int, previous: StageOutput | None = None,
                   stage: StageConfig | None = None, noise: NoiseSource | None = None) -> "Generator.FlowInit":
@@ -303,10 +314,7 @@ class Generator:
         return None if hook is None else (lambda step, x: hook(index, step, x))
 
     def _keeps_pixels(self, index: int) -> bool:
-        if self.keep_pixels:
-            return True
-        following = self.preset.stages[index + 1:index + 2]
-        return bool(following) and following[0].init == "upsample" and following[0].upsample_input == "float"
+        return self.keep_pixels or keeps_pixels(self.preset, index)
 
     @torch.no_grad()
     def run_stage(self, index: int, text: TextConditioning, seed: int, previous: StageOutput | None = None,
