@@ -65,13 +65,16 @@ def test_executor_is_shut_down_even_when_the_run_fails(tmp_path):
     assert result.run_dir == tmp_path / "run"
 
 
-@pytest.mark.skipif(not hasattr(fvbench.store, "load_stages"),
-                    reason="the store keeps two stages (schema 1): the 3-stage end-to-end check needs store-v2")
 def test_run_sweep_three_stage_preset_shares_prefixes(tmp_path):
-    """tiny-cascade3 through the library; its rows reach the store once the store has per-stage rows (schema 2)."""
+    """tiny-cascade3 through the library: three stage rows per video in the store, shared prefixes, and a report."""
     sweep = fvbench.plan_sweep("ci", presets=("tiny-cascade3",), stage_nfe={3: (1, 2)}, metrics=(), limit=1)
     assert sweep.plan.stage_computations() == [(1, 2), (1, 2), (2, 2)]
     result = fvbench.run_sweep(sweep, out=tmp_path / "run", warmup=False, save_videos="none")
     df = load_results(result.run_dir)
     assert result.summary.done == 2 and sorted(df.s3_nfe) == [1, 2]
     assert sorted(df.s2_shared) == [0, 1] and sorted(df.s1_shared) == [0, 1]
+    from fvbench.cli import main
+
+    assert main(["report", str(result.run_dir)]) == 0  # a three-stage run reports
+    md = (result.run_dir / "report" / "report.md").read_text(encoding="utf-8")
+    assert "tiny-cascade3_s1-2_s2-1_s3-2" in md and (result.run_dir / "report" / "report.json").is_file()

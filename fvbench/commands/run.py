@@ -219,10 +219,11 @@ def _print_summary(run_dir: Path) -> None:
     done = df[df.status == "done"]
     if done.empty:
         return
+    depth = max(2, int(done["n_stages"].max())) if "n_stages" in done and done["n_stages"].notna().any() else 2
+    stage_s = {f"stage{i}_s": (f"s{i}_seconds", "mean") for i in range(1, depth + 1) if f"s{i}_seconds" in done}
     table = done.groupby("config", sort=False).agg(
         videos=("unit_hash", "size"), preview_s=("preview_s", "mean"), total_s=("total_s", "mean"),
-        stage1_s=("s1_seconds", "mean"), stage2_s=("s2_seconds", "mean"), tflop=("flops_total", "mean"),
-        shared_s1=("s1_shared", "sum"))
+        **stage_s, tflop=("flops_total", "mean"), shared_s1=("s1_shared", "sum"))
     table["tflop"] = table["tflop"] / 1e12
     click.echo("per configuration (means over videos; seconds are wall time per video on this device; "
                "total_s = text encode + all stages as if stage I were not shared; tflop = FLOPs per video / 1e12):")
