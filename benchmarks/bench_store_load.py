@@ -6,7 +6,18 @@ once as a schema-1 store through a9c3d54's own `fvbench/store.py` (read at run t
 once as schema 2 through this one, both with `executemany`. Then times `load_results` old/new alternately, 3 times
 each, and prints the medians. Run from the repository: `python benchmarks/bench_store_load.py`.
 
-Measured 2026-12-02 03:05 UTC, `python benchmarks/bench_store_load.py`, on a machine whose 2 cores were shared
+Measured 2026-12-02 03:16 UTC on an idle machine (nothing else running), `python benchmarks/bench_store_load.py`:
+
+    store: 99330 videos, 397320 metric rows; built both schemas in 8.4 s (executemany)
+    device: cpu (AMD EPYC), 2 logical cores; load_results is single-threaded pandas/numpy
+    load_results, median of 3 alternating runs: a9c3d54 (schema 1) 3.00 s [3.91, 3.00, 2.97], this version (schema 2) 4.18 s [4.18, 4.21, 3.76]; ratio old/new 0.7x; frames (99330, 78) vs (99330, 84)
+
+So schema 2 loads about 1.4x SLOWER than schema 1 and the 2 s target is not met. A profile of the new path (3.9 s):
+fetchall of the joined units/stages rows 1.55 s, the ORDER BY query 0.47 s, numpy conversion 0.52 s, the metric
+scatter 0.48 s: fetching ~8M cells as Python objects from SQLite alone is about 1.5 s, so under 2 s needs a columnar
+path (e.g. a snapshot keyed by the store's change counter), not a faster pivot.
+
+Earlier, measured 2026-12-02 03:05 UTC, `python benchmarks/bench_store_load.py`, on a machine whose 2 cores were shared
 with other jobs (load average 8-9, so every figure is inflated 2-4x and the repeats spread widely; the 2 s target
 could not be shown under that load and is NOT claimed here; rerun on an idle machine):
 

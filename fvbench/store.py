@@ -421,7 +421,8 @@ def _metric_matrix(index, rows: list[tuple]) -> tuple[dict[str, np.ndarray], lis
 def load_results(run_dir: str | Path, include_failed: bool = True):
     """A run's rows as a pandas DataFrame, one per video: the unit columns (with ``final_*``), ``s{i}_<column>`` for
     each stage i (at least stages 1 and 2, NaN where a preset has no such stage) and the metrics pivoted into
-    ``metric:<name>`` columns (a numpy scatter, so a 100k-video store loads in about a second)."""
+    ``metric:<name>`` columns (a numpy scatter, no pandas pivot). A 100k-video store takes about 4 s here, most of
+    it SQLite handing every cell over as a Python object (benchmarks/bench_store_load.py)."""
     import pandas as pd
 
     store = open_store(Path(run_dir), readonly=True)
