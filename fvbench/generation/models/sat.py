@@ -479,11 +479,6 @@ class ConvertedPart:
     dtype: str
 
 
-def flashvideo_configs(like: str = "flashvideo") -> dict[str, dict[str, Any]]:
-    """The stage1 / stage2 / vae architecture configs of a two-stage preset (default: the real ``flashvideo``)."""
-    return {role: dict(spec.config) for role, spec in _flashvideo_specs(like).items()}
-
-
 def _flashvideo_specs(like: str):
     from fvbench.generation.presets import get_preset
 
