@@ -35,9 +35,9 @@ def canonical_hash(obj: Any) -> str:
 
 # Fields added after results were stored: left out of the identity while at their default, so that the hash of every
 # configuration that does not use them (and the results stored under it) stays what it was.
-_LATER_PRESET_FIELDS = {"vae_encode_chunk": 0}
+_LATER_PRESET_FIELDS = {"vae_encode_chunk": 0, "pipeline": "cogvideox"}
 _LATER_STAGE_FIELDS = {"prompt_prefix": "", "time_grid_dtype": "float64", "upsample_input": "uint8",
-                       "decode_width_splits": 1}
+                       "decode_width_splits": 1, "options": {}}
 
 
 def preset_identity(preset: Preset) -> dict[str, Any]:

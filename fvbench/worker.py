@@ -17,6 +17,7 @@ import torch
 from fvbench.compute.flops import preset_flops
 from fvbench.executors.base import GroupResult
 from fvbench.generation.generator import Components, Generator, StageOutput, load_components
+from fvbench.generation.pipelines import make_generator
 from fvbench.generation.presets import get_preset
 from fvbench.runfiles import safe_path, vbench_file_name
 from fvbench.spec import Unit, UnitGroup
@@ -50,7 +51,7 @@ class GroupWorker:
         """One discarded generation at 1 NFE per stage, so first-call costs stay out of the stored timings."""
         start = time.perf_counter()
         preset = unit.config.preset.with_overrides({s.name: {"nfe": 1} for s in unit.config.preset.stages})
-        Generator(preset, self.components(base), self.device).generate(unit.prompt.text, unit.seed)
+        make_generator(preset, self.components(base), self.device).generate(unit.prompt.text, unit.seed)
         return time.perf_counter() - start
 
     def _flops_of(self, unit: Unit) -> dict[str, Any]:
@@ -91,7 +92,7 @@ class GroupWorker:
         for unit in todo:
             start = time.perf_counter()
             try:
-                gen = Generator(unit.config.preset, comps, self.device)
+                gen = make_generator(unit.config.preset, comps, self.device)
                 first_text = text is None
                 if first_text:
                     text, text_s = gen.encode_text(unit.prompt.text)

@@ -199,7 +199,17 @@ def stage_flops(preset: Preset, stage_index: int) -> dict[str, int]:
 
 
 def preset_flops(preset: Preset) -> dict[str, Any]:
-    """FLOPs of one video through the preset: text encoding (x2 when the unconditional prompt is encoded), each stage, total."""
+    """FLOPs of one video through the preset: text encoding (x2 when the unconditional prompt is encoded), each stage, total.
+
+    A model family's pipeline may bring its own rule (:func:`fvbench.generation.pipelines.flops_rule`), returning
+    the same shape: ``{"text_encode", "stages": {name: {"denoise", "denoise_attention", "vae_encode", "upsample",
+    "vae_decode", "total"}}, "total"}``.
+    """
+    from fvbench.generation.pipelines import flops_rule
+
+    rule = flops_rule(preset)
+    if rule is not None:
+        return rule(preset)
     text = text_encoder_flops(preset).flops * (2 if preset.uncond == "empty" else 1)
     stages = {s.name: stage_flops(preset, i) for i, s in enumerate(preset.stages)}
     return {"text_encode": text, "stages": stages, "total": text + sum(s["total"] for s in stages.values())}

@@ -72,3 +72,53 @@ class Denoiser:
             return out
         uncond, cond = out.chunk(2)
         return uncond + guidance * (cond - uncond)
+
+
+class GuidedCall:
+    """Classifier-free guidance around any transformer call, for the model families' pipelines; counts NFE and rows.
+
+    ``forward(hidden_states=..., timestep=..., **kwargs)`` returns the model output (a tensor, or a tuple whose first
+    item is it). ``cond`` and ``uncond`` are the keyword arguments of the conditional and unconditional branches
+    (prompt embeddings, attention masks); ``uncond=None`` runs the conditional branch only. ``batched`` runs both
+    branches as one call at batch 2, unconditional first (LTX-Video, Mochi, CogVideoX), else as two calls, conditional
+    first (Wan). One guided evaluation counts one NFE either way; ``rows`` counts the samples the model processed.
+    ``rescale`` is diffusers' guidance rescale (``rescale_noise_cfg``), 0 = off.
+    """
+
+    def __init__(self, forward: Callable[..., torch.Tensor], cond: dict, uncond: dict | None = None,
+                 batched: bool = True, rescale: float = 0.0):
+        self.forward = forward
+        self.cond = cond
+        self.uncond = uncond
+        self.batched = batched
+        self.rescale = rescale
+        self.nfe = 0
+        self.rows = 0
+        if uncond is not None and batched:
+            self._both = {k: torch.cat([uncond[k], v]) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
+
+    def _call(self, x: torch.Tensor, t: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        out = self.forward(hidden_states=x, timestep=t, **kwargs)
+        self.rows += x.shape[0]
+        return out[0] if isinstance(out, (tuple, list)) else getattr(out, "sample", out)
+
+    @torch.no_grad()
+    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor | float, guidance: float) -> torch.Tensor:
+        """The (guided) model output at ``timestep``: ``uncond + guidance * (cond - uncond)`` when guided."""
+        t = torch.as_tensor(timestep, device=latents.device)
+        self.nfe += 1
+        if self.uncond is None or guidance <= 1.0:
+            return self._call(latents, t, self.cond)
+        if self.batched:
+            t2 = torch.cat([t.reshape(-1).expand(latents.shape[0])] * 2) if t.ndim else t
+            uncond, cond = self._call(torch.cat([latents, latents]), t2, self._both).chunk(2)
+        else:
+            cond = self._call(latents, t, self.cond)
+            uncond = self._call(latents, t, self.uncond)
+        guided = uncond + guidance * (cond - uncond)
+        if self.rescale > 0:
+            from diffusers.guiders.guider_utils import rescale_noise_cfg
+
+            guided = rescale_noise_cfg(guided, cond, self.rescale)
+        return guided

@@ -42,10 +42,13 @@ class Components:
     text_encoder: torch.nn.Module
     vae: torch.nn.Module
     transformers: dict[str, torch.nn.Module]
+    modules: dict[str, Any] = field(default_factory=dict)  # every component by role (a family's extra encoders)
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters per module (text_encoder, vae, and each transformer)."""
-        mods = {"text_encoder": self.text_encoder, "vae": self.vae, **self.transformers}
+        """Parameters per module (text encoders, vae, and each transformer; tokenizers have none)."""
+        mods = {k: m for k, m in self.modules.items() if isinstance(m, torch.nn.Module)} or {
+            "text_encoder": self.text_encoder, "vae": self.vae}
+        mods.update(self.transformers)
         return {k: sum(p.numel() for p in m.parameters()) for k, m in mods.items()}
 
 
@@ -69,7 +72,7 @@ def load_components(preset: Preset, weights_dir: str | Path | None = None, devic
     if preset.vae_tiling:
         mods["vae"].enable_tiling()
     transformers = {s.transformer: mods[s.transformer] for s in preset.stages}
-    return Components(mods["tokenizer"], mods["text_encoder"], mods["vae"], transformers)
+    return Components(mods["tokenizer"], mods["text_encoder"], mods["vae"], transformers, mods)
 
 
 @dataclass
@@ -94,6 +97,9 @@ class StageOutput:
     memory_scope: str
     pixels: torch.Tensor | None = None
     steps: list[tuple[float, float]] = field(default_factory=list)
+    # solver state a following stage continues from (an expert split continues one scheduler's trajectory); a
+    # stage that reads it must not change it, since one cached output feeds every later variant
+    state: Any = None
 
     @property
     def total_seconds(self) -> float:
@@ -176,7 +182,10 @@ class Generator:
     @classmethod
     def from_preset(cls, preset: Preset, weights_dir: str | Path | None = None,
                     device: str | torch.device = "cpu") -> "Generator":
-        return cls(preset, load_components(preset, weights_dir, device), device)
+        """Load the preset's components and make the generator its pipeline names (a subclass for a model family)."""
+        from fvbench.generation.pipelines import make_generator
+
+        return make_generator(preset, load_components(preset, weights_dir, device), device)
 
     # -- text ------------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -17,7 +17,9 @@ from fvbench.dataio import from_dict, load_data
 from fvbench.errors import FvbenchError, UnknownNameError
 from fvbench.paths import data_dir, weights_root
 
-Solver = Literal["dpm++2m", "ddim", "sat-dpm++2m", "flow-euler"]
+# Solver and init names are those of the preset's pipeline (fvbench.generation.pipelines): CogVideoX's are
+# dpm++2m, ddim, sat-dpm++2m, flow-euler and noise, upsample; a model family registers its own.
+Solver = str
 GridDtype = Literal["float64", "float32", "bfloat16", "float16", "model"]
 PACKAGE_PREFIX = "package:"  # ``weights: package:shapesworld/weights`` = a folder inside the installed fvbench package
 
@@ -79,7 +81,7 @@ class StageConfig:
     width: int
     cfg: float = 6.0
     cfg_schedule: Literal["constant", "dynamic"] = "constant"
-    init: Literal["noise", "upsample"] = "noise"
+    init: str = "noise"
     noise_step: int = 675
     shift: float = 2.5
     latent_scale: float | None = None
@@ -89,6 +91,7 @@ class StageConfig:
     time_grid_dtype: GridDtype = "float64"
     upsample_input: Literal["uint8", "float"] = "uint8"
     decode_width_splits: int = 1
+    options: dict[str, Any] = field(default_factory=dict)  # pipeline-specific settings (a model family's own)
 
     def __post_init__(self) -> None:
         if self.nfe <= 0:
@@ -137,6 +140,7 @@ class Preset:
     cost_only: str = ""  # non-empty: the preset measures cost only, and this says why (printed wherever it appears)
     prompt_scope: str = ""  # what prompts the model understands when that is not free text (printed by `fvbench run`)
     source: str = ""
+    pipeline: str = "cogvideox"  # the registered pipeline that runs it (fvbench.generation.pipelines)
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -169,6 +173,9 @@ class Preset:
             raise ValueError("vae_encode_chunk (the release's frame slicing) and vae_tiling exclude each other")
         if self.family == "single-stage" and len(self.stages) != 1:
             raise ValueError("a single-stage preset has exactly one stage")
+        from fvbench.generation.pipelines import validate_preset  # lazy: the pipelines registry discovers plug-ins
+
+        validate_preset(self)
 
     def _vae_geometry(self):
         from fvbench.generation.models.registry import vae_geometry  # lazy: listing presets needs no torch

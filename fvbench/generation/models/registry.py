@@ -11,11 +11,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from fvbench.errors import FvbenchError, MissingWeightsError, UnknownNameError
+from fvbench.plugins import Registry
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _cogvideox_latent_frames(frames: int) -> int:
@@ -72,6 +74,7 @@ class ComponentType:
     weightless: bool = False
     vae: VaeGeometry | None = None
     spatial_multiple: Callable[[dict[str, Any]], int] = _patch_multiple
+    config_file: str | None = "config.json"  # must be in the folder (None: a tokenizer's files are its config)
 
 
 def _diffusers_class(name: str):
@@ -137,55 +140,35 @@ def _load_tokenizer(path: Path, dtype: torch.dtype):
     return T5Tokenizer.from_pretrained(path, local_files_only=True)
 
 
-def _shapesworld(name: str) -> Callable[[dict[str, Any]], Any]:
-    def build(config: dict[str, Any]):
-        from fvbench.shapesworld import models
-
-        return getattr(models, name)(**config)
-
-    return build
-
-
-def _load_shapesworld_unet(path: Path, dtype: torch.dtype):
-    from fvbench.shapesworld.models import ShapesWorldUNet
-
-    return ShapesWorldUNet.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
-
-
-def _no_files(path: Path, dtype: torch.dtype):
+def no_files(path: Path, dtype: torch.dtype):
     raise FvbenchError(f"this component has no weights to load (from {path})")
 
 
-def _unet_multiple(config: dict[str, Any]) -> int:
-    return int(config.get("patch", 1)) * 2 ** (len(config.get("channels", (32, 64, 128))) - 1)
-
-
-_DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
+DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
                       "diffusion_pytorch_model.bin")
-_TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
-COMPONENT_TYPES: dict[str, ComponentType] = {
-    "cogvideox-transformer": ComponentType("cogvideox-transformer", _build_diffusers("CogVideoXTransformer3DModel"),
-                                           _load_diffusers("CogVideoXTransformer3DModel"), _DIFFUSERS_WEIGHTS),
-    "flashvideo-transformer": ComponentType("flashvideo-transformer",
-                                            _build_diffusers("FlashVideoTransformer3DModel"),
-                                            _load_diffusers("FlashVideoTransformer3DModel"), _DIFFUSERS_WEIGHTS),
-    "cogvideox-vae": ComponentType("cogvideox-vae", _build_diffusers("AutoencoderKLCogVideoX"),
-                                   _load_diffusers("AutoencoderKLCogVideoX"), _DIFFUSERS_WEIGHTS,
-                                   vae=COGVIDEOX_GEOMETRY),
-    "t5-encoder": ComponentType("t5-encoder", _build_t5, _load_t5, _TRANSFORMERS_WEIGHTS),
-    "t5-tokenizer": ComponentType("t5-tokenizer", _build_tokenizer, _load_tokenizer,
-                                  ("spiece.model", "tokenizer.json"), meta_ok=False),
-    # ShapesWorld (fvbench/shapesworld): trained pixel-space U-Nets, label conditioning, identity VAE
-    "shapesworld-unet": ComponentType("shapesworld-unet", _shapesworld("ShapesWorldUNet"), _load_shapesworld_unet,
-                                      _DIFFUSERS_WEIGHTS, spatial_multiple=_unet_multiple),
-    "identity-vae": ComponentType("identity-vae", _shapesworld("IdentityVAE"), _no_files, (), weightless=True,
-                                  vae=PIXEL_GEOMETRY),
-    "shapesworld-labels": ComponentType("shapesworld-labels", _shapesworld("LabelEncoder"), _no_files, (),
-                                        weightless=True),
-    "shapesworld-label-tokenizer": ComponentType("shapesworld-label-tokenizer", _shapesworld("LabelTokenizer"),
-                                                 _no_files, (), meta_ok=False, weightless=True),
-}
+COMPONENT_TYPES: Registry[ComponentType] = Registry("component type")
+
+
+def register_component_type(ct: ComponentType, *, replace: bool = False, origin: str = "") -> ComponentType:
+    """Make ``ct`` available to presets as ``type: <ct.name>`` (plug-ins call this from their plugin module)."""
+    COMPONENT_TYPES.register(ct.name, ct, replace=replace, origin=origin)
+    return ct
+
+
+for _ct in (
+    ComponentType("cogvideox-transformer", _build_diffusers("CogVideoXTransformer3DModel"),
+                  _load_diffusers("CogVideoXTransformer3DModel"), DIFFUSERS_WEIGHTS),
+    ComponentType("flashvideo-transformer", _build_diffusers("FlashVideoTransformer3DModel"),
+                  _load_diffusers("FlashVideoTransformer3DModel"), DIFFUSERS_WEIGHTS),
+    ComponentType("cogvideox-vae", _build_diffusers("AutoencoderKLCogVideoX"), _load_diffusers("AutoencoderKLCogVideoX"),
+                  DIFFUSERS_WEIGHTS, vae=COGVIDEOX_GEOMETRY),
+    ComponentType("t5-encoder", _build_t5, _load_t5, TRANSFORMERS_WEIGHTS),
+    ComponentType("t5-tokenizer", _build_tokenizer, _load_tokenizer, ("spiece.model", "tokenizer.json"), meta_ok=False,
+                  config_file=None),
+):
+    register_component_type(_ct)
 
 
 def vae_geometry(type_name: str) -> VaeGeometry:
@@ -198,10 +181,7 @@ def vae_geometry(type_name: str) -> VaeGeometry:
 
 def component_type(name: str) -> ComponentType:
     """Look up a component type by name, listing the known ones if it is unknown."""
-    try:
-        return COMPONENT_TYPES[name]
-    except KeyError:
-        raise UnknownNameError("component type", name, list(COMPONENT_TYPES)) from None
+    return COMPONENT_TYPES.get_entry(name)
 
 
 def init_seed(base_seed: int, type_name: str, config: dict[str, Any]) -> int:
@@ -212,6 +192,8 @@ def init_seed(base_seed: int, type_name: str, config: dict[str, Any]) -> int:
 
 def build_component(type_name: str, config: dict[str, Any], seed: int) -> Any:
     """Build a component with random weights from ``config``, deterministically from ``seed`` (CPU, float32)."""
+    import torch
+
     ct = component_type(type_name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed(seed, type_name, config))
@@ -221,11 +203,13 @@ def build_component(type_name: str, config: dict[str, Any], seed: int) -> Any:
 
 def load_component(type_name: str, folder: Path, dtype: torch.dtype, preset: str, role: str) -> Any:
     """Load a component from a local folder, checking first that the files are there."""
+    import torch
+
     ct = component_type(type_name)
     if not folder.is_dir():
         raise MissingWeightsError(f"preset {preset!r}: {role} ({type_name}) expected in folder {folder}, which does not exist")
-    if ct.name != "t5-tokenizer" and not (folder / "config.json").is_file():
-        raise MissingWeightsError(f"preset {preset!r}: {role} is missing {folder / 'config.json'}")
+    if ct.config_file and not (folder / ct.config_file).is_file():
+        raise MissingWeightsError(f"preset {preset!r}: {role} is missing {folder / ct.config_file}")
     if not any((folder / f).is_file() for f in ct.weight_files):
         raise MissingWeightsError(
             f"preset {preset!r}: {role} has no weights in {folder} (expected one of: {', '.join(ct.weight_files)})"
