@@ -43,7 +43,7 @@ _LATER_STAGE_FIELDS = {"prompt_prefix": "", "time_grid_dtype": "float64", "upsam
 def preset_identity(preset: Preset) -> dict[str, Any]:
     """Everything in a preset that can change its output (not its name, description, file location or labels)."""
     d = dataclasses.asdict(preset)
-    for k in ("name", "description", "source", "family", "size", "prompt_scope", "release", "cost_only"):
+    for k in ("name", "description", "source", "family", "size", "prompt_scope", "release", "cost_only", "fps"):
         d.pop(k)
     for fields, targets in ((_LATER_PRESET_FIELDS, [d]), (_LATER_STAGE_FIELDS, d["stages"])):
         for target in targets:

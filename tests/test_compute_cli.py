@@ -54,3 +54,29 @@ def test_bench_stage_on_a_tiny_preset():
     r = bench_stage(p, 1, repeats=2)
     assert r.flops == transformer_forward_flops(p, p.stages[1], cfg_batch(p.stages[1])).flops
     assert r.batch == 2 and r.achieved > 0 and r.timing.repeats == 2
+
+
+def test_compare_families_counts_each_real_preset_at_one_size(capsys):
+    from fvbench.compute.compare import family_presets
+    from fvbench.compute.flops import preset_flops
+
+    # at CogVideoX's native size and length (480x720, 49 frames = 6.125 s at 8 fps) its row is its own preset's count
+    assert main(["flops", "--compare", "--resolution", "480x720", "--seconds", "6.125", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = {r["preset"]: r for r in data["rows"]}
+    assert set(rows) | {n for r in rows.values() for n in r["same_as"]} == set(family_presets())
+    five = rows["cogvideox-5b"]
+    assert five["native"] and five["frames"] == 49 and "cogvideox-5b-1080p" in five["same_as"]
+    assert five["total_flops"] == preset_flops(get_preset("cogvideox-5b"))["total"]
+    assert five["projected_seconds"]["A100"] == pytest.approx(five["total_flops"] / (312e12 * 0.4))
+    # FlashVideo keeps its stage ratio: stage I scaled with the output
+    fv = rows["flashvideo"]
+    assert fv["height"] == 480 and fv["stages"][0].startswith("112x") and not fv["native"]
+
+
+def test_compare_families_table_and_bad_input(capsys):
+    assert main(["flops", "--compare"]) == 0
+    out = capsys.readouterr().out
+    assert "720x1280" in out and "PFLOP = 1e15" in out and "A100 s" in out
+    assert main(["flops", "--compare", "--seconds", "0"]) == 2
+    assert "--seconds must be positive" in capsys.readouterr().err

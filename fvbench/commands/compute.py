@@ -27,7 +27,10 @@ def _tera(x: float) -> str:
 @click.option("--frames", type=int, help="Frame count (4k+1, odd latent count).")
 @click.option("--nfe", type=int, help="NFE of the LAST stage.")
 @click.option("--set", "sets", multiple=True, metavar="STAGE.FIELD=VALUE", help="Override any stage field.")
-@click.option("--compare", "comparison", help="A named comparison, e.g. flashvideo-1080p.")
+@click.option("--compare", "comparison", is_flag=False, flag_value="families",
+              help="A named comparison: flashvideo-1080p, or families (the default of a bare --compare): every real "
+                   "preset at one output size (--resolution, --seconds; 720x1280, 5 s).")
+@click.option("--seconds", type=float, help="Seconds of video per preset for --compare families (default 5).")
 @click.option("--gpu", default="H100-SXM", show_default=True, help="GPU for the projected latency (--compare).")
 @click.option("--gpu-tflops", type=float, help="Peak dense TFLOP/s instead of the --gpu table value.")
 @click.option("--utilization", default=0.4, show_default=True, type=float, help="Assumed fraction of peak.")
@@ -35,13 +38,16 @@ def _tera(x: float) -> str:
 @click.option("--allow-large", is_flag=True,
               help="Lift the ceilings on NFE, frames and height/width (counting runs nothing; also FVBENCH_ALLOW_LARGE=1).")
 def flops(preset: str | None, resolution: str | None, frames: int | None, nfe: int | None, sets: tuple[str, ...],
-          comparison: str | None, gpu: str, gpu_tflops: float | None, utilization: float, as_json: bool,
+          comparison: str | None, seconds: float | None, gpu: str, gpu_tflops: float | None, utilization: float, as_json: bool,
           allow_large: bool) -> None:
     """FLOPs per component and stage of one video (1 multiply-add = 2 FLOPs), counted on the meta device."""
     if allow_large:
         from fvbench.generation.presets import lift_ceilings
 
         lift_ceilings()
+    if comparison == "families":
+        _compare_families(resolution, seconds, utilization, as_json)
+        return
     if comparison:
         _compare(comparison, gpu, gpu_tflops, utilization, as_json)
         return
@@ -138,6 +144,47 @@ def _compare(name: str, gpu: str, gpu_tflops: float | None, utilization: float, 
         click.echo(f"note: {note}")
     click.echo(f"ratios are to the first row; projected s = PFLOP / ({gpu} {gpu_tflops:.0f} TFLOP/s peak dense x "
                f"{utilization:.0%} assumed utilisation); paper times from arXiv 2502.05179 (GPU not named)")
+
+
+def _compare_families(resolution: str | None, seconds: float | None, utilization: float, as_json: bool) -> None:
+    from fvbench.compute.compare import COMMON_SIZE, FAMILY_GPUS, GPU_PEAK_TFLOPS, family_compare, projected_seconds
+
+    h, w = _resolution(resolution) if resolution else COMMON_SIZE[:2]
+    seconds = COMMON_SIZE[2] if seconds is None else seconds
+    if seconds <= 0:
+        raise FvbenchError(f"--seconds must be positive, got {seconds}")
+    if not 0 < utilization <= 1:
+        raise FvbenchError(f"--utilization must be in (0, 1], got {utilization}")
+    rows = family_compare(h, w, seconds)
+    for r in rows:
+        r["projected_seconds"] = {g: projected_seconds(r["total_flops"], GPU_PEAK_TFLOPS[g], utilization)
+                                  for g in FAMILY_GPUS}
+    if as_json:
+        click.echo(json.dumps({"comparison": "families", "height": h, "width": w, "seconds": seconds,
+                               "utilization": utilization, "gpu_peak_tflops": {g: GPU_PEAK_TFLOPS[g] for g in FAMILY_GPUS},
+                               "unit": "FLOPs per video (multiply-add = 2)", "rows": rows}, indent=2))
+        return
+    click.echo(f"every real preset at ~{h}x{w}, ~{seconds:g} s of video at its own fps: FLOPs per video counted on the "
+               f"meta device (model = text encoders + transformer forwards; VAE = encode + decode + latent upsampler); "
+               f"PFLOP = 1e15")
+    gpus = " ".join(f"{g + ' s':>11s}" for g in FAMILY_GPUS)
+    click.echo(f"{'preset':26s} {'frames':>6s} {'fps':>4s} {'HxW':>9s} {'stages':34s} {'model PF':>9s} {'VAE PF':>7s} "
+               f"{'total PF':>9s} {gpus}")
+    for r in rows:
+        stages = " -> ".join(r["stages"])
+        proj = " ".join(f"{r['projected_seconds'][g]:11.1f}" for g in FAMILY_GPUS)
+        mark = "" if r["native"] else "*"
+        click.echo(f"{r['preset'] + mark:26s} {r['frames']:6d} {r['fps']:4g} {str(r['height']) + 'x' + str(r['width']):>9s} "
+                   f"{stages[:34]:34s} {r['model_flops'] / 1e15:9.2f} {r['vae_flops'] / 1e15:7.2f} "
+                   f"{r['total_flops'] / 1e15:9.2f} {proj}")
+    for r in rows:
+        if r["same_as"]:
+            click.echo(f"{r['preset']} also stands for {', '.join(r['same_as'])}: the same model at this size")
+    click.echo("* not the preset's native size or length: its stages are scaled to the common output (a cascade keeps "
+               "its resolution ratios), frames rounded up to what its VAE takes")
+    click.echo(f"projected s = total FLOPs / (GPU peak dense bf16 TFLOP/s x {utilization:.0%} assumed utilisation): "
+               + ", ".join(f"{g} {GPU_PEAK_TFLOPS[g]:g}" for g in FAMILY_GPUS)
+               + "; a FLOP projection, not a measurement")
 
 
 @click.command()

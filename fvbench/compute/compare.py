@@ -84,3 +84,73 @@ def compare(name: str) -> list[dict]:
 def projected_seconds(flops: float, peak_tflops: float, utilization: float) -> float:
     """Latency at ``utilization`` of a GPU's peak dense throughput."""
     return flops / (peak_tflops * 1e12 * utilization)
+
+
+# -- across model families -----------------------------------------------------------------------------------------
+COMMON_SIZE = (720, 1280, 5.0)  # the cross-family table's output: height, width, seconds of video
+FAMILY_GPUS = ("H100-SXM", "A100", "RTX4090")
+
+
+def _round_to(value: float, multiple: int) -> int:
+    return max(multiple, int(round(value / multiple)) * multiple)
+
+
+def _frames_for(preset, seconds: float) -> int:
+    """The smallest frame count the preset's VAE takes that covers ``seconds`` at its native fps."""
+    n = max(1, int(round(seconds * preset.fps)))
+    for frames in range(n, n + 64):
+        try:
+            preset._vae_geometry().latent_frames(frames)
+            return frames
+        except ValueError:
+            continue
+    raise ValueError(f"preset {preset.name!r}: no valid frame count near {n}")
+
+
+def at_output_size(preset, height: int, width: int, seconds: float):
+    """The preset producing ``height`` x ``width`` over ``seconds`` at its own fps: the last stage at that size
+    (rounded to what the model takes), earlier stages scaled by the same factor (a cascade keeps its ratios)."""
+    last = preset.stages[-1]
+    sh, sw = height / last.height, width / last.width
+    overrides = {}
+    for s in preset.stages:
+        f = preset.spatial_factor(s)
+        overrides[s.name] = {"height": _round_to(s.height * sh, f), "width": _round_to(s.width * sw, f)}
+    return preset.with_overrides(overrides, _frames_for(preset, seconds))
+
+
+def family_presets() -> list[str]:
+    """The presets of real models (weights of the user's, not built in code or cost-only), one per row."""
+    from fvbench.generation.presets import all_presets
+
+    return [n for n, p in all_presets().items() if not p.cpu_scale and not p.cost_only]
+
+
+def family_compare(height: int = COMMON_SIZE[0], width: int = COMMON_SIZE[1], seconds: float = COMMON_SIZE[2],
+                   names: list[str] | None = None) -> list[dict]:
+    """Every real preset at one common output size, counted on meta: FLOPs per video without and with the VAE."""
+    from fvbench.spec import canonical_hash, preset_identity
+
+    rows: list[dict] = []
+    seen: dict[str, dict] = {}
+    for name in names or family_presets():
+        base = get_preset(name)
+        p = at_output_size(base, height, width, seconds)
+        ident = preset_identity(p)
+        ident.pop("vae_tiling")  # a memory setting: the same model at the same size is one row
+        key = canonical_hash(ident)
+        if key in seen:  # e.g. cogvideox-5b and cogvideox-5b-1080p are one model once scaled to the common size
+            seen[key]["same_as"].append(name)
+            continue
+        f = preset_flops(p)
+        model = f["text_encode"] + sum(s["denoise"] for s in f["stages"].values())
+        vae = sum(s["vae_encode"] + s["vae_decode"] + s.get("upsample", 0) for s in f["stages"].values())
+        rows.append({"preset": name, "family": base.family, "pipeline": base.pipeline, "frames": p.frames,
+                     "fps": p.fps, "seconds": p.frames / p.fps, "height": p.stages[-1].height,
+                     "width": p.stages[-1].width, "stages": [f"{s.height}x{s.width} {s.nfe} NFE" for s in p.stages],
+                     "model_flops": model, "vae_flops": vae, "total_flops": f["total"],
+                     "native": [(s.height, s.width) for s in base.stages] == [(s.height, s.width) for s in p.stages]
+                     and base.frames == p.frames, "same_as": []})
+        seen[key] = rows[-1]
+    rows.sort(key=lambda r: r["total_flops"])
+    return rows

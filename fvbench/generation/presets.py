@@ -141,6 +141,7 @@ class Preset:
     prompt_scope: str = ""  # what prompts the model understands when that is not free text (printed by `fvbench run`)
     source: str = ""
     pipeline: str = "cogvideox"  # the registered pipeline that runs it (fvbench.generation.pipelines)
+    fps: float = 8.0  # the model's native frame rate (seconds of video = frames / fps); a label, not an input
 
     def __post_init__(self) -> None:
         if not self.stages:
