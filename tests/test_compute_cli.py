@@ -80,3 +80,12 @@ def test_compare_families_table_and_bad_input(capsys):
     assert "720x1280" in out and "PFLOP = 1e15" in out and "A100 s" in out
     assert main(["flops", "--compare", "--seconds", "0"]) == 2
     assert "--seconds must be positive" in capsys.readouterr().err
+
+
+def test_bench_denoise_times_any_pipeline_through_its_generator():
+    from fvbench.compute.bench import bench_denoise
+
+    p = get_preset("tiny-flashvideo")
+    r = bench_denoise(p, 1, repeats=2, nfe=3)  # stage II after an untimed stage I
+    fwd = transformer_forward_flops(p, p.stages[1], cfg_batch(p.stages[1]))
+    assert r.flops == 3 * fwd.flops and r.timing.repeats == 2 and r.achieved > 0

@@ -100,11 +100,47 @@ def bench_stage(preset: Preset, stage_index: int, repeats: int = 5, compile: boo
                       fwd.tokens or 0, b, fwd.flops, timing)
 
 
+def bench_denoise(preset: Preset, stage_index: int, repeats: int = 3, nfe: int = 2) -> ModelBench:
+    """Time a stage's whole denoising loop (``nfe`` guided evaluations) through the generator its pipeline names, on
+    built-in random weights: achieved = the stage's counted denoise FLOPs / its denoise seconds. Works for any
+    registered pipeline (the model families), where :func:`bench_stage` knows CogVideoX's forward signature only."""
+    from fvbench.compute.flops import preset_flops
+    from fvbench.generation.generator import load_components
+    from fvbench.generation.pipelines import make_generator
+
+    stage = preset.stages[stage_index]
+    preset = preset.with_overrides({stage.name: {"nfe": nfe}})
+    gen = make_generator(preset, load_components(preset), "cpu")
+    text, _ = gen.encode_text("a red ball rolls to the left")
+    previous = None
+    for i in range(stage_index):  # earlier stages once, untimed: this stage starts from their output
+        previous = gen.run_stage(i, text, 0, previous)
+    flops = preset_flops(preset)["stages"][stage.name]["denoise"]
+    times = []
+    for _ in range(repeats + 1):  # the first run is a warm-up
+        times.append(gen.run_stage(stage_index, text, 0, previous).seconds["denoise"])
+    times = times[1:]
+    timing = Timing(statistics.median(times), min(times), repeats)
+    return ModelBench(preset.name, stage.name, 0, 0, 0, 0, flops, timing)
+
+
 DEFAULT_BENCH = (("cpu-dit-s", 0), ("cpu-dit-m", 0), ("cpu-dit-l", 0), ("cpu-flashvideo-s", 1),
                  ("cpu-flashvideo-m", 1), ("cpu-flashvideo-l", 1), ("cpu-flashvideo-l", 0))
 
 
-def run_bench(targets=DEFAULT_BENCH, repeats: int = 5, compile: bool = False) -> tuple[float, list[ModelBench]]:
-    """GEMM roofline and every target's achieved FLOP/s, in one run."""
+def family_targets() -> list[tuple[str, int]]:
+    """Every stage of the CPU-scale random-weight presets of pipelines other than CogVideoX's (the model families)."""
+    from fvbench.generation.presets import all_presets
+
+    return [(n, i) for n, p in all_presets().items() if p.builtin and p.size == "s" and p.pipeline != "cogvideox"
+            for i in range(len(p.stages))]
+
+
+def run_bench(targets=DEFAULT_BENCH, repeats: int = 5, compile: bool = False,
+              families: list[tuple[str, int]] | None = None) -> tuple[float, list[ModelBench]]:
+    """GEMM roofline and every target's achieved FLOP/s, in one run: CogVideoX-shaped targets by one forward, the
+    model families' stages (``families``, default :func:`family_targets`) by their whole denoising loop."""
     gemm, _ = gemm_throughput()
-    return gemm, [bench_stage(get_preset(p), i, repeats, compile) for p, i in targets]
+    results = [bench_stage(get_preset(p), i, repeats, compile) for p, i in targets]
+    fams = family_targets() if families is None else families
+    return gemm, results + [bench_denoise(get_preset(p), i, max(1, min(repeats, 3))) for p, i in fams]
