@@ -37,7 +37,7 @@ def canonical_hash(obj: Any) -> str:
 # configuration that does not use them (and the results stored under it) stays what it was.
 _LATER_PRESET_FIELDS = {"vae_encode_chunk": 0, "pipeline": "cogvideox"}
 _LATER_STAGE_FIELDS = {"prompt_prefix": "", "time_grid_dtype": "float64", "upsample_input": "uint8",
-                       "decode_width_splits": 1, "options": {}}
+                       "decode_width_splits": 1, "options": {}, "pipeline": "", "roles": {}}
 
 
 def preset_identity(preset: Preset) -> dict[str, Any]:

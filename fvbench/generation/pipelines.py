@@ -52,15 +52,30 @@ register_pipeline(PipelineInfo(
     description="CogVideoX-style DiTs (v-prediction stage I, FlashVideo's flow stage II) and ShapesWorld's U-Nets"))
 
 
+register_pipeline(PipelineInfo(
+    "composite", "fvbench.generation.composite:CompositeGenerator", (), (),
+    flops="fvbench.generation.composite:composite_flops", validate="fvbench.generation.composite:validate_composite",
+    description="a cross-family cascade: each stage run by its own pipeline (stage 'pipeline'), on the components "
+                "its 'roles' name"))
+
+
 def pipeline_info(preset: "Preset") -> PipelineInfo:
     """The registered pipeline of a preset (an unknown name lists the known ones)."""
     return PIPELINES.get_entry(preset.pipeline)
 
 
 def validate_preset(preset: "Preset") -> None:
-    """Raise ValueError if a stage uses a solver or init its pipeline does not know, or the pipeline's own check fails."""
+    """Raise ValueError if a stage uses a solver or init its pipeline does not know, or the pipeline's own check fails.
+
+    A composite preset's stages are checked against their own pipelines (see :mod:`fvbench.generation.composite`).
+    """
     info = pipeline_info(preset)
+    if info.name == "composite":
+        _resolve(info.validate)(preset)
+        return
     for s in preset.stages:
+        if s.pipeline and s.pipeline != info.name:
+            continue  # a composite's stage run by another pipeline: that pipeline's view checks it
         if s.solver not in info.solvers:
             raise ValueError(f"stage {s.name!r}: solver {s.solver!r} is not one of pipeline {info.name!r}'s: "
                              f"{', '.join(info.solvers)}")

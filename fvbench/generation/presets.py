@@ -92,6 +92,10 @@ class StageConfig:
     upsample_input: Literal["uint8", "float"] = "uint8"
     decode_width_splits: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # pipeline-specific settings (a model family's own)
+    # A cross-family cascade (``pipeline: composite``): the pipeline that runs this stage, and which of the preset's
+    # components it sees under its own role names, e.g. ``{vae: fv_vae, text_encoder: fv_text}``
+    pipeline: str = ""
+    roles: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.nfe <= 0:
@@ -162,6 +166,8 @@ class Preset:
                                  f"exclude each other")
             if s.transformer not in self.components:
                 raise ValueError(f"stage {s.name!r} names transformer {s.transformer!r}, not among the components")
+            if s.pipeline and s.pipeline != self.pipeline:
+                continue  # a composite's stage: checked against its own pipeline's view (generation/composite.py)
             factor = self.spatial_factor(s)
             if s.height % factor or s.width % factor:
                 raise ValueError(

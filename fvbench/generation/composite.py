@@ -1,0 +1,116 @@
+"""Cross-family cascades: each stage of one preset run by its own pipeline, e.g. one family's stage I and
+FlashVideo's stage II (which takes pixels, so any stage I composes with it).
+
+A composite preset (``pipeline: composite``) lists every component under its own role name; each stage names its
+``pipeline`` and, in ``roles``, which components it sees under the role names that pipeline expects (``vae``,
+``text_encoder``, ``tokenizer``, ...). For each stage the generator builds that pipeline's view of the preset (same
+stages, components renamed) and delegates to that pipeline's generator, with the stage's own index, so seeds, prefix
+sharing keys and stored rows are what a one-family preset of that stage would give.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fvbench.generation.generator import Components, Generator, StageOutput
+from fvbench.generation.presets import Preset
+
+
+def stage_view(preset: Preset, index: int) -> Preset:
+    """The preset as stage ``index``'s pipeline sees it: that pipeline, the components renamed by the stage's roles.
+
+    The other stages stay (indices, seeds and the previous stage keep their meaning); the view validates every stage
+    against the pipeline of the stage it belongs to.
+    """
+    stage = preset.stages[index]
+    comps = dict(preset.components)
+    for role, name in stage.roles.items():
+        comps[role] = preset.components[name]
+    return dataclasses.replace(preset, pipeline=stage.pipeline, components=comps)
+
+
+def validate_composite(preset: Preset) -> None:
+    """Every stage names a registered pipeline (not composite) and components that exist; each stage's view is valid
+    for its pipeline (solver, init, its VAE's frame and resolution rules)."""
+    from fvbench.generation.pipelines import PIPELINES
+
+    for i, s in enumerate(preset.stages):
+        if not s.pipeline or s.pipeline == "composite":
+            raise ValueError(f"stage {s.name!r}: a composite preset's stage names its pipeline (one of "
+                             f"{', '.join(n for n in PIPELINES if n != 'composite')})")
+        missing = sorted(v for v in s.roles.values() if v not in preset.components)
+        if missing:
+            raise ValueError(f"stage {s.name!r}: roles name components the preset does not have: {', '.join(missing)}")
+        info = PIPELINES.get_entry(s.pipeline)
+        if s.solver not in info.solvers or s.init not in info.inits:
+            raise ValueError(f"stage {s.name!r}: pipeline {s.pipeline!r} runs solvers {', '.join(info.solvers)} and "
+                             f"inits {', '.join(info.inits)}, not {s.solver!r} / {s.init!r}")
+    for i in range(len(preset.stages)):
+        view = stage_view(preset, i)
+        view.latent_frames  # the stage's own VAE frame rule
+        f = view.spatial_factor(view.stages[i])
+        if view.stages[i].height % f or view.stages[i].width % f:
+            raise ValueError(f"stage {view.stages[i].name!r}: resolution not divisible by {f} (its own VAE x patch)")
+
+
+def _view_components(preset: Preset, components: Components, index: int) -> Components:
+    mods = dict(components.modules)
+    for role, name in preset.stages[index].roles.items():
+        mods[role] = components.modules[name]
+    return Components(mods["tokenizer"], mods["text_encoder"], mods["vae"], components.transformers, mods)
+
+
+def _text_key(preset: Preset, index: int) -> tuple:
+    s = preset.stages[index]
+    return (s.pipeline, tuple(sorted(s.roles.items())))
+
+
+class CompositeGenerator(Generator):
+    """Runs each stage with its own pipeline's generator; text is encoded once per (pipeline, text components)."""
+
+    def __init__(self, preset: Preset, components: Components, device: Any = "cpu", keep_pixels: bool = False):
+        super().__init__(preset, components, device, keep_pixels)
+        from fvbench.generation.pipelines import make_generator
+
+        self.views = [make_generator(stage_view(preset, i), _view_components(preset, components, i), device)
+                      for i in range(len(preset.stages))]
+        for v in self.views:
+            v.keep_pixels = keep_pixels
+
+    def encode_text(self, prompt: str) -> tuple[dict, float]:
+        texts: dict[tuple, Any] = {}
+        seconds = 0.0
+        for i, view in enumerate(self.views):
+            key = _text_key(self.preset, i)
+            if key not in texts:
+                texts[key], s = view.encode_text(prompt)
+                seconds += s
+        return texts, seconds
+
+    def flow_init_key(self, index: int, stage=None) -> tuple:
+        return self.views[index].flow_init_key(index, stage)
+
+    def flow_init(self, index: int, seed: int, previous: StageOutput | None = None, stage=None, noise=None):
+        return self.views[index].flow_init(index, seed, previous, stage, noise)
+
+    def run_stage(self, index: int, text: dict, seed: int, previous: StageOutput | None = None, stage=None,
+                  init=None, noise=None) -> StageOutput:
+        view = self.views[index]
+        view.on_step = self.on_step
+        return view.run_stage(index, text[_text_key(self.preset, index)], seed, previous, stage, init, noise)
+
+
+def composite_flops(preset: Preset) -> dict[str, Any]:
+    """Each stage costs what its pipeline counts for it; text encoding once per distinct (pipeline, text roles)."""
+    from fvbench.compute.flops import preset_flops
+
+    stages, text, seen = {}, 0, set()
+    for i, s in enumerate(preset.stages):
+        f = preset_flops(stage_view(preset, i))
+        stages[s.name] = f["stages"][s.name]
+        key = _text_key(preset, i)
+        if key not in seen:
+            seen.add(key)
+            text += f["text_encode"]
+    return {"text_encode": text, "stages": stages, "total": text + sum(s["total"] for s in stages.values())}
