@@ -67,6 +67,12 @@ def flops(preset: str | None, resolution: str | None, frames: int | None, nfe: i
         overrides.setdefault(last, {})["nfe"] = nfe
     p = p.with_overrides(overrides, frames)
     total = preset_flops(p)
+    from fvbench.generation.pipelines import flops_rule
+
+    if flops_rule(p) is not None:  # a model family's own rule: its rows, or one row per stage part
+        rows = total.get("components") or _rule_rows(p, total)
+        _print_flops(p, rows, total, as_json)
+        return
     text = text_encoder_flops(p)
     rows = [{"stage": "-", "component": "text_encoder", "params": text.params, "tokens": text.tokens,
              "flops_per_forward": text.flops, "forwards": 2 if p.uncond == "empty" else 1,
@@ -90,9 +96,32 @@ def flops(preset: str | None, resolution: str | None, frames: int | None, nfe: i
         rows.append({"stage": s.name, "component": "vae decode" + how, "params": dec.params, "tokens": None,
                      "flops_per_forward": dec.flops, "forwards": 1, "flops_total": sf["vae_decode"],
                      "attention_share": None})
+    _print_flops(p, rows, total, as_json)
+
+
+def _rule_rows(p, total: dict) -> list[dict]:
+    """Rows of a pipeline FLOP rule that gives per-stage totals only: text, then each stage's parts."""
+    rows = [{"stage": "-", "component": "text encoder(s)", "params": None, "tokens": None,
+             "flops_per_forward": total["text_encode"], "forwards": 1, "flops_total": total["text_encode"],
+             "attention_share": None}]
+    for s in p.stages:
+        sf = total["stages"][s.name]
+        share = sf["denoise_attention"] / sf["denoise"] if sf.get("denoise") else None
+        rows.append({"stage": f"{s.name} {s.height}x{s.width}x{p.frames}f", "component": f"transformer ({s.transformer})",
+                     "params": None, "tokens": None, "flops_per_forward": sf["denoise"] // max(s.nfe, 1),
+                     "forwards": s.nfe, "flops_total": sf["denoise"], "attention_share": share})
+        for part in ("upsample", "vae_encode", "vae_decode"):
+            if sf.get(part):
+                rows.append({"stage": s.name, "component": part.replace("_", " "), "params": None, "tokens": None,
+                             "flops_per_forward": sf[part], "forwards": 1, "flops_total": sf[part],
+                             "attention_share": None})
+    return rows
+
+
+def _print_flops(p, rows: list[dict], total: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"preset": p.name, "unit": "FLOPs per video (multiply-add = 2)", "rows": rows,
-                               "total": total}, indent=2))
+                               "total": {k: v for k, v in total.items() if k != "components"}}, indent=2))
         return
     click.echo(f"{p.name}: FLOPs of one video, counted on the meta device (1 multiply-add = 2 FLOPs; "
                f"a CFG step is one forward at batch 2; TFLOP = 1e12)")
@@ -104,7 +133,8 @@ def flops(preset: str | None, resolution: str | None, frames: int | None, nfe: i
                f"{'forwards':>8s} {'TFLOP total':>14s} {'attention':>9s}")
     for r in rows:
         share = f"{r['attention_share']:.1%}" if r["attention_share"] is not None else ""
-        click.echo(f"{r['stage']:28s} {r['component']:28s} {r['params']:>15,d} {r['tokens'] or '':>8} "
+        params = f"{r['params']:,d}" if r["params"] is not None else "-"
+        click.echo(f"{r['stage']:28s} {r['component']:28s} {params:>15s} {r['tokens'] or '':>8} "
                    f"{_tera(r['flops_per_forward']):>14s} {r['forwards']:>8d} {_tera(r['flops_total']):>14s} {share:>9s}")
     click.echo(f"total: {_tera(total['total'])} TFLOP per video (text encoder + all stages incl. VAE); "
                f"upsampling, norms, softmax and activations are not counted")
