@@ -8,6 +8,26 @@ import pandas as pd
 COST_COLUMNS = {"flops_total": "FLOPs/video", "total_s": "s/video (all stages)", "preview_s": "s to preview"}
 
 
+ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII")
+STAGE_PARTS = (("upsample_s", "upsample"), ("vae_encode_s", "VAE encode"), ("denoise_s", "loop"),
+               ("vae_decode_s", "decode"))
+
+
+def stage_name(i: int) -> str:
+    """How the report names stage ``i`` (1-based): "stage I", "stage II", ..."""
+    return f"stage {ROMAN[i - 1] if 0 < i <= len(ROMAN) else i}"
+
+
+def time_parts(done: pd.DataFrame) -> list[tuple[str, str]]:
+    """(column, label) of the timed parts a run has: text encoding, then each stage's upsample, VAE encode, denoising
+    loop and decode, for every stage in the frame (any depth), leaving out parts no video has."""
+    stages = sorted({int(c[1:].split("_", 1)[0]) for c in done.columns
+                     if c.startswith("s") and c.endswith("_denoise_s") and c[1:].split("_", 1)[0].isdigit()})
+    parts = [("text_encode_s", "text encode")] + [(f"s{i}_{k}", f"{stage_name(i)} {label}") for i in stages
+                                                  for k, label in STAGE_PARTS]
+    return [(c, label) for c, label in parts if c in done and done[c].notna().any()]
+
+
 def metric_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith("metric:") and df[c].notna().any()]
 
