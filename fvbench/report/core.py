@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pandas as pd
 
 from fvbench.report.data import Figure, Pre, RunData, Section, Text, Video, Videos, fmt, table
@@ -247,6 +248,19 @@ def unavailable_metrics(info) -> tuple[list[tuple[str, str]], str]:
                  "machine writing this report")
 
 
+def _video_rows(df: pd.DataFrame) -> list[dict]:
+    """The finished rows as :func:`fvbench.store.video_problems` takes them (unit_hash, status, videos [(stage, path,
+    bytes)]), built from the stage columns at once rather than through a per-row dict of every column."""
+    done = df[df.status == "done"]
+    stages = sorted({int(c[1:].split("_", 1)[0]) for c in done.columns if c.startswith("s") and c.endswith("_video_path")
+                     and c[1:].split("_", 1)[0].isdigit()})
+    cols = [(i, done[f"s{i}_video_path"].to_numpy(object),
+             done[f"s{i}_video_bytes"].to_numpy(float) if f"s{i}_video_bytes" in done else np.full(len(done), np.nan))
+            for i in stages]
+    return [{"unit_hash": h, "status": "done", "videos": [(i, p[k], b[k]) for i, p, b in cols if isinstance(p[k], str)]}
+            for k, h in enumerate(done.unit_hash.to_numpy(object))]
+
+
 def missing(run: RunData) -> Section:
     """Metrics unavailable (as the run recorded it), metric and video failures, text in numeric columns, videos
     missing on disk."""
@@ -260,9 +274,7 @@ def missing(run: RunData) -> Section:
     items += [f"metric {r.metric} failed on {r.unit_hash[:12]}: {r.error}" for r in errors.head(20).itertuples()]
     items += [f"video failed: {r.config} / {r.prompt_id} sample {r.sample}: {r.error}" for r in failed.head(50).itertuples()]
     items += [f"text in a numeric store column, read as missing: {b}" for b in df.attrs.get("bad_values", [])[:20]]
-    cols = ["unit_hash", "status"] + [c for c in df.columns if c.endswith(("_video_path", "_video_bytes"))
-                                       and c.startswith("s")]
-    lost = video_problems(run.run_dir, df[cols].to_dict("records"))
+    lost = video_problems(run.run_dir, _video_rows(df))
     items += [f"video missing on disk: {r.config} / {r.prompt_id} sample {r.sample}: {lost[r.unit_hash]} (a rerun of "
               f"the same command generates it again)" for r in df[df.unit_hash.isin(lost)].head(50).itertuples()]
     if not items:
