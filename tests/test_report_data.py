@@ -145,7 +145,8 @@ def test_unavailable_is_what_the_run_recorded(sw144, tmp_path, monkeypatch):
     assert "metric sw_all_three unavailable: not on the reporting machine" in old
     assert "did not record which metrics its machine could compute" in old
     # ...but the run recorded what its own machine could compute: that is what the report says
-    recorded = {"sw_all_three": {"version": "1", "level": "video", "source": "frames", "available": True, "missing": []},
+    recorded = {"sw_all_three": {"version": "1", "level": "video", "source": "frames", "available": True,
+                                 "missing": []},
                 "clip_score": {"version": "1", "level": "video", "source": "frames", "available": False,
                                "missing": ["no CLIP folder on the sweep machine"]}}
     store = open_store(sw144)  # migrates the schema-1 copy (after a backup) to write the info key

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from fvbench.report.data import Figure, Pre, RunData, Section, Text, Video, Videos, fmt, table
-from fvbench.report.tables import stage_name, time_parts
+from fvbench.report.tables import stage_name, stage_numbers, time_parts
 
 
 def _random_weight_presets(presets) -> list[str]:
@@ -130,14 +130,15 @@ def stage_timing(run: RunData) -> Section | None:
     caption = ("mean wall seconds per video; a shared stage is counted in full in every configuration that uses it; "
                "empty = the configuration has no such part")
     values = {"parts": dict(parts), "seconds": means.to_dict("index")}
-    return Section("stage_timing", "Time per stage", values,
-                   (table(shown, caption=caption), Figure("Time per stage and component", png=p.time_bars(done, parts))))
+    figure = Figure("Time per stage and component", png=p.time_bars(done, parts))
+    return Section("stage_timing", "Time per stage", values, (table(shown, caption=caption), figure))
 
 
 def _final_and_previews(row: pd.Series) -> list[tuple[str, str]]:
     """(label, path) of a row's intermediate stage videos (previews) and its final video."""
     n = int(row.get("n_stages") or 0) if pd.notna(row.get("n_stages")) else 0
-    n = n or max((i for i in range(1, 9) if isinstance(row.get(f"s{i}_video_path"), str)), default=0)
+    n = n or max((i for i in stage_numbers(row.index, "video_path") if isinstance(row.get(f"s{i}_video_path"), str)),
+                 default=0)
     out = [(f"{row.config}: {stage_name(i)} preview", row.get(f"s{i}_video_path")) for i in range(1, n)]
     final = row.get("final_video_path")
     out.append((f"{row.config}: final", final if isinstance(final, str) else row.get(f"s{n}_video_path")))
@@ -252,8 +253,7 @@ def _video_rows(df: pd.DataFrame) -> list[dict]:
     """The finished rows as :func:`fvbench.store.video_problems` takes them (unit_hash, status, videos [(stage, path,
     bytes)]), built from the stage columns at once rather than through a per-row dict of every column."""
     done = df[df.status == "done"]
-    stages = sorted({int(c[1:].split("_", 1)[0]) for c in done.columns if c.startswith("s") and c.endswith("_video_path")
-                     and c[1:].split("_", 1)[0].isdigit()})
+    stages = stage_numbers(done.columns, "video_path")
     cols = [(i, done[f"s{i}_video_path"].to_numpy(object),
              done[f"s{i}_video_bytes"].to_numpy(float) if f"s{i}_video_bytes" in done else np.full(len(done), np.nan))
             for i in stages]
@@ -272,7 +272,8 @@ def missing(run: RunData) -> Section:
     errors = load_metric_errors(run.run_dir)
     items = [f"metric {n} unavailable: {why}" for n, why in unavailable]
     items += [f"metric {r.metric} failed on {r.unit_hash[:12]}: {r.error}" for r in errors.head(20).itertuples()]
-    items += [f"video failed: {r.config} / {r.prompt_id} sample {r.sample}: {r.error}" for r in failed.head(50).itertuples()]
+    items += [f"video failed: {r.config} / {r.prompt_id} sample {r.sample}: {r.error}"
+              for r in failed.head(50).itertuples()]
     items += [f"text in a numeric store column, read as missing: {b}" for b in df.attrs.get("bad_values", [])[:20]]
     lost = video_problems(run.run_dir, _video_rows(df))
     items += [f"video missing on disk: {r.config} / {r.prompt_id} sample {r.sample}: {lost[r.unit_hash]} (a rerun of "

@@ -25,7 +25,8 @@ MAX_VIDEO_PX = 640  # larger videos are downsampled to about this width (the GIF
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:12px;margin:0.5em 0}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}th{background:#f0f0f0}
-td.l{text-align:left}img.plot{max-width:100%}figure{display:inline-block;margin:4px;text-align:center;vertical-align:top}
+td.l{text-align:left}img.plot{max-width:100%}
+figure{display:inline-block;margin:4px;text-align:center;vertical-align:top}
 img.video{image-rendering:pixelated;image-rendering:crisp-edges;min-width:320px}
 figcaption{font-size:11px;max-width:640px;word-wrap:break-word}.warn{color:#a40}.small{font-size:11px;color:#555}"""
 
@@ -62,7 +63,8 @@ def gif_uri(path: Path) -> tuple[str, int] | None:
 
 
 def _table(t: Table) -> str:
-    head = (f"<h3>{_e(t.title)}</h3>" if t.title else "") + (f"<p class='small'>{_e(t.caption)}</p>" if t.caption else "")
+    head = f"<h3>{_e(t.title)}</h3>" if t.title else ""
+    head += f"<p class='small'>{_e(t.caption)}</p>" if t.caption else ""
     th = "".join(f"<th>{_e(c)}</th>" for c in t.columns)
     left = [c in t.left for c in t.columns]
     body = "".join("<tr>" + "".join(f'<td class="{"l" if lf else ""}">{_e(v)}</td>' for v, lf in zip(row, left))

@@ -63,7 +63,8 @@ def table_lines(t: Table, max_width: int = MAX_WIDTH) -> list[list[str]]:
 
 def _table(t: Table) -> str:
     parts = table_lines(t)
-    head = (f"### {markdown_text(t.title)}\n" if t.title else "") + (f"{markdown_text(t.caption)}\n\n" if t.caption else "")
+    head = f"### {markdown_text(t.title)}\n" if t.title else ""
+    head += f"{markdown_text(t.caption)}\n\n" if t.caption else ""
     body = "\n\n".join("\n".join(p) for p in parts)
     if len(parts) > 1:
         head += f"(in {len(parts)} parts, each repeating the first {t.key} column(s), to fit the screen)\n\n"

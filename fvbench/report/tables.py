@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -18,11 +20,16 @@ def stage_name(i: int) -> str:
     return f"stage {ROMAN[i - 1] if 0 < i <= len(ROMAN) else i}"
 
 
+def stage_numbers(columns, name: str) -> list[int]:
+    """The stages i that have an ``s{i}_<name>`` column among ``columns``, ascending."""
+    found = (re.fullmatch(rf"s([1-9][0-9]*)_{re.escape(name)}", str(c)) for c in columns)
+    return sorted(int(m.group(1)) for m in found if m)
+
+
 def time_parts(done: pd.DataFrame) -> list[tuple[str, str]]:
     """(column, label) of the timed parts a run has: text encoding, then each stage's upsample, VAE encode, denoising
     loop and decode, for every stage in the frame (any depth), leaving out parts no video has."""
-    stages = sorted({int(c[1:].split("_", 1)[0]) for c in done.columns
-                     if c.startswith("s") and c.endswith("_denoise_s") and c[1:].split("_", 1)[0].isdigit()})
+    stages = stage_numbers(done.columns, "denoise_s")
     parts = [("text_encode_s", "text encode")] + [(f"s{i}_{k}", f"{stage_name(i)} {label}") for i in stages
                                                   for k, label in STAGE_PARTS]
     return [(c, label) for c, label in parts if c in done and done[c].notna().any()]
