@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 ACCURACY = "sw_all_three"
 DETAIL = "sw_detail_ratio"
-CASCADE_POINT = (30, 4)  # the issue's cascade: stage I about 30 NFE + stage II 4 NFE
+CASCADE_POINT = (30, 4)  # the targets' cascade: stage I about 30 NFE + stage II 4 NFE
 SINGLE_NFE = 50
 MIN_VIDEOS = 144
 FLAT_FRACTION = 0.25  # "flat by 4-8": the 4->8 change is at most this fraction of the 1->4 gain
