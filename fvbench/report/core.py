@@ -71,12 +71,12 @@ def configs(run: RunData) -> Section:
         note = (f"no finished videos: all {len(run.df)} in the store failed (see Missing and failed below)"
                 if len(run.df) else "no videos in the store yet")
         return Section("configs", "Configurations", [], (Text((note,), "warn"),))
-    ident = t[[c for c in ("config", "preset", "family", "size", "stage1_nfe", "stage2_nfe", "n", "prompts", "params")
-               if c in t]].copy()
+    nfe = [c for c in t.columns if c.startswith("stage") and c.endswith("_nfe")]
+    ident = t[[c for c in ("config", "preset", "family", "size", *nfe, "n", "prompts", "params") if c in t]].copy()
     ident["TFLOP/video"] = t.flops / 1e12
     ident["s/video"] = t.total_s
     ident["s to preview"] = t.preview_s
-    ident = ident.rename(columns={"stage1_nfe": "NFE I", "stage2_nfe": "NFE II"})
+    ident = ident.rename(columns={c: f"NFE {stage_name(int(c[5:-4])).removeprefix('stage ')}" for c in nfe})
     caption = ("Per configuration: means over videos; s/video = wall seconds of all stages as if stage I were not "
                "shared; n = videos; params = transformer parameters of all stages.")
     blocks: list = [table(ident, left=("config", "preset", "family", "size"), caption=caption)]

@@ -58,15 +58,18 @@ def _first(values: pd.Series) -> int | None:
 
 
 def config_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: identity, n, costs, and each metric's mean [95% CI over prompts]."""
+    """One row per configuration: identity (NFE of every stage), n, costs, and each metric's mean [95% CI over
+    prompts]; params = transformer parameters of all stages."""
     done = df[df.status == "done"]
+    stages = stage_numbers(done.columns, "nfe")
     rows = []
     for config, g in done.groupby("config", sort=False):
-        s2_params = _first(g.s2_params)
+        later = sum(_first(g[f"s{i}_params"]) or 0 for i in stages if i > 1)
         row = {"config": config, "preset": g.preset.iloc[0], "family": g.family.iloc[0], "size": g["size"].iloc[0],
                "stage1_nfe": _first(g.s1_nfe), "stage2_nfe": _first(g.s2_nfe),
+               **{f"stage{i}_nfe": _first(g[f"s{i}_nfe"]) for i in stages if i > 2},
                "n": int(len(g)), "prompts": int(g.prompt_id.nunique()),
-               "params": _first(g.s1_params + (s2_params or 0)),
+               "params": _first(g.s1_params + later),
                "flops": float(g.flops_total.mean()), "total_s": float(g.total_s.mean()),
                "preview_s": float(g.preview_s.mean()) if g.preview_s.notna().any() else float("nan")}
         for c in metric_columns(done):
