@@ -41,6 +41,9 @@ def test_report_is_self_contained_and_escapes_prompts(run_dir):
     assert not re.search(r"(src|href)=\"(https?:)?//", page)  # nothing from the network
     assert page.count("data:image/png;base64,") >= 4  # plots
     assert page.count("data:image/gif;base64,") >= 2  # videos
+    widths = [int(w) for w in re.findall(r'<img class="video" width="(\d+)"', page)]
+    assert len(widths) >= 2 and min(widths) >= 320  # tiny videos shown large enough to see
+    assert "overflow-x:auto" in page and page.count("<div class='scroll'><table>") == page.count("<table>")
     assert "Missing and failed" in page and "clip_score unavailable" in page
     md = (run_dir / "report" / "report.md").read_text()
     assert "## Configurations" in md and "tiny-flashvideo_s1-2_s2-1" in md

@@ -4,7 +4,7 @@
 import pandas as pd
 
 from fvbench.cli import main
-from fvbench.report import shapesworld as sw
+from fvbench.shapesworld import report_section as sw
 
 
 def _row(config, family, s1, s2, n, flops, acc, detail):

@@ -25,11 +25,11 @@ def _run_dir(run_dir: Path | None) -> Path:
 def report(run_dir: Path | None, out: Path | None, margin: float | None) -> None:
     """Write RUN_DIR's report (default: the latest run): index.html (self-contained), report.md and report.json, the
     answer section first."""
-    from fvbench.report.build import build_report
+    from fvbench.report import build_report
 
     run = _run_dir(run_dir)
-    path = build_report(run, out, margin=margin)
-    click.echo(f"report of {run}: {path} (and {path.with_name('report.md')}, {path.with_name('report.json')})")
+    rep = build_report(run, out, margin=margin)
+    click.echo(f"report of {run}: {rep.html_path} (and {rep.md_path}, {rep.json_path})")
 
 
 @click.command()

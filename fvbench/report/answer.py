@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from fvbench.metrics.semantics import Semantics, ranking_metric
+from fvbench.report.data import json_ready
 from fvbench.report.tables import bootstrap_ci
 
 UNIT = ("prompt_id", "sample")
@@ -93,21 +94,6 @@ class Answer:
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (tuples as lists, NaN as None)."""
         return json_ready(dataclasses.asdict(self))
-
-
-def json_ready(x: Any) -> Any:
-    """Report data as JSON: tuples as lists, NaN and missing as None, numpy scalars as Python numbers."""
-    if isinstance(x, dict):
-        return {str(k): json_ready(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_ready(v) for v in x]
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if x is pd.NA or x is pd.NaT:
-        return None
-    return x
 
 
 def unpaired_diff_ci(a: np.ndarray, b: np.ndarray, n_boot: int = N_BOOT, seed: int = SEED) -> tuple[float, float]:

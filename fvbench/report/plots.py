@@ -17,7 +17,8 @@ from fvbench.report.tables import pareto_front  # noqa: E402
 COLORS = {"cascade": "tab:blue", "single-stage": "tab:red"}
 
 
-def _png(fig) -> bytes:
+def png(fig) -> bytes:
+    """A finished matplotlib figure as PNG bytes (tight layout, 110 dpi); the figure is closed."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
@@ -52,7 +53,7 @@ def pareto(table: pd.DataFrame, metric: str, sem: Semantics, score: np.ndarray |
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{metric} vs cost (labels: stage-I/stage-II NFE)")
-    return _png(fig)
+    return png(fig)
 
 
 def heatmaps(table: pd.DataFrame, preset: str, metric: str | None) -> bytes:
@@ -73,30 +74,23 @@ def heatmaps(table: pd.DataFrame, preset: str, metric: str | None) -> bytes:
             ax.text(j, i, f"{v:.3g}", ha="center", va="center", color="w", fontsize=7)
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(preset)
-    return _png(fig)
+    return png(fig)
 
 
-TIME_PARTS = [("text_encode_s", "text encode"), ("s1_denoise_s", "stage I loop"), ("s1_vae_decode_s", "stage I decode"),
-              ("s2_upsample_s", "upsample"), ("s2_vae_encode_s", "VAE encode"), ("s2_denoise_s", "stage II loop"),
-              ("s2_vae_decode_s", "stage II decode")]
-
-
-def time_bars(df: pd.DataFrame) -> bytes:
-    """Stacked mean wall time per video by stage and component, per configuration."""
-    done = df[df.status == "done"]
-    cols = [c for c, _ in TIME_PARTS if c in done]
+def time_bars(done: pd.DataFrame, parts: list[tuple[str, str]]) -> bytes:
+    """Stacked mean wall time per video by stage and component (``parts``: column, label), per configuration."""
+    cols = [c for c, _ in parts]
     means = done.groupby("config", sort=False)[cols].mean().fillna(0.0)
     fig, ax = plt.subplots(figsize=(11, max(3.0, 0.28 * len(means) + 1)))
     left = np.zeros(len(means))
-    for c, label in TIME_PARTS:
-        if c in means:
-            ax.barh(means.index, means[c], left=left, label=label)
-            left += means[c].to_numpy()
-    ax.set_xlabel("mean wall seconds per video (stage I counted in full even where it was shared)")
+    for c, label in parts:
+        ax.barh(means.index, means[c], left=left, label=label)
+        left += means[c].to_numpy()
+    ax.set_xlabel("mean wall seconds per video (a shared stage counted in full)")
     ax.invert_yaxis()
     ax.legend(fontsize=8, ncol=4)
     ax.tick_params(axis="y", labelsize=7)
-    return _png(fig)
+    return png(fig)
 
 
 def preview_latency(table: pd.DataFrame) -> bytes:
@@ -114,7 +108,7 @@ def preview_latency(table: pd.DataFrame) -> bytes:
     ax.set_ylabel("s to the final video")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def params_scaling(table: pd.DataFrame, metric: str | None) -> bytes:
@@ -129,7 +123,7 @@ def params_scaling(table: pd.DataFrame, metric: str | None) -> bytes:
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def vbench_dimensions(scores: dict[str, dict[str, float]]) -> bytes:
@@ -145,4 +139,4 @@ def vbench_dimensions(scores: dict[str, dict[str, float]]) -> bytes:
     ax.set_ylabel("VBench score (higher is better)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png(fig)

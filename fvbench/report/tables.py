@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
 COST_COLUMNS = {"flops_total": "FLOPs/video", "total_s": "s/video (all stages)", "preview_s": "s to preview"}
+
+
+ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII")
+STAGE_PARTS = (("upsample_s", "upsample"), ("vae_encode_s", "VAE encode"), ("denoise_s", "loop"),
+               ("vae_decode_s", "decode"))
+
+
+def stage_name(i: int) -> str:
+    """How the report names stage ``i`` (1-based): "stage I", "stage II", ..."""
+    return f"stage {ROMAN[i - 1] if 0 < i <= len(ROMAN) else i}"
+
+
+def stage_numbers(columns, name: str) -> list[int]:
+    """The stages i that have an ``s{i}_<name>`` column among ``columns``, ascending."""
+    found = (re.fullmatch(rf"s([1-9][0-9]*)_{re.escape(name)}", str(c)) for c in columns)
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def time_parts(done: pd.DataFrame) -> list[tuple[str, str]]:
+    """(column, label) of the timed parts a run has: text encoding, then each stage's upsample, VAE encode, denoising
+    loop and decode, for every stage in the frame (any depth), leaving out parts no video has."""
+    stages = stage_numbers(done.columns, "denoise_s")
+    parts = [("text_encode_s", "text encode")] + [(f"s{i}_{k}", f"{stage_name(i)} {label}") for i in stages
+                                                  for k, label in STAGE_PARTS]
+    return [(c, label) for c, label in parts if c in done and done[c].notna().any()]
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
@@ -31,15 +58,18 @@ def _first(values: pd.Series) -> int | None:
 
 
 def config_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: identity, n, costs, and each metric's mean [95% CI over prompts]."""
+    """One row per configuration: identity (NFE of every stage), n, costs, and each metric's mean [95% CI over
+    prompts]; params = transformer parameters of all stages."""
     done = df[df.status == "done"]
+    stages = stage_numbers(done.columns, "nfe")
     rows = []
     for config, g in done.groupby("config", sort=False):
-        s2_params = _first(g.s2_params)
+        later = sum(_first(g[f"s{i}_params"]) or 0 for i in stages if i > 1)
         row = {"config": config, "preset": g.preset.iloc[0], "family": g.family.iloc[0], "size": g["size"].iloc[0],
                "stage1_nfe": _first(g.s1_nfe), "stage2_nfe": _first(g.s2_nfe),
+               **{f"stage{i}_nfe": _first(g[f"s{i}_nfe"]) for i in stages if i > 2},
                "n": int(len(g)), "prompts": int(g.prompt_id.nunique()),
-               "params": _first(g.s1_params + (s2_params or 0)),
+               "params": _first(g.s1_params + later),
                "flops": float(g.flops_total.mean()), "total_s": float(g.total_s.mean()),
                "preview_s": float(g.preview_s.mean()) if g.preview_s.notna().any() else float("nan")}
         for c in metric_columns(done):

@@ -1,22 +1,27 @@
-"""The report's ShapesWorld section: issue-8 targets read off a run's configuration table, with the margin of each.
+"""ShapesWorld's report section: its targets read off a run's configuration table, with the margin of each.
 
-Shown when a run carries ShapesWorld's exact metrics (``sw_all_three``; detail from ``sw_detail_ratio``). Every line
-says which configurations and how many videos it compares; a target the run cannot answer (a point not in the run)
-says so instead of a verdict.
+Registered through the report-section seam (:func:`fvbench.report.sections.register_section`) when this module is
+imported, as a third-party section would; shown when a run carries ShapesWorld's exact metrics (``sw_all_three``;
+detail from ``sw_detail_ratio``). Every line says which configurations and how many videos it compares; a target
+the run cannot answer (a point not in the run) says so instead of a verdict. Light to import (matplotlib loads when
+the figure is drawn).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
-import pandas as pd
+from fvbench.report.sections import register_section
 
-from fvbench.report.plots import _png
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fvbench.report.data import RunData, Section
 
 ACCURACY = "sw_all_three"
 DETAIL = "sw_detail_ratio"
-CASCADE_POINT = (30, 4)  # the issue's cascade: stage I about 30 NFE + stage II 4 NFE
+CASCADE_POINT = (30, 4)  # the targets' cascade: stage I about 30 NFE + stage II 4 NFE
 SINGLE_NFE = 50
 MIN_VIDEOS = 144
 FLAT_FRACTION = 0.25  # "flat by 4-8": the 4->8 change is at most this fraction of the 1->4 gain
@@ -116,6 +121,10 @@ def findings(table: pd.DataFrame) -> list[str]:
 def stage2_curves(table: pd.DataFrame) -> bytes:
     """All-three accuracy and detail ratio against stage-II NFE, a line per cascade and stage-I NFE; single-stage
     baselines as horizontal lines at their NFE."""
+    import matplotlib.pyplot as plt
+
+    from fvbench.report.plots import png
+
     metrics = [m for m in (ACCURACY, DETAIL) if m in table.columns]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
@@ -137,4 +146,25 @@ def stage2_curves(table: pd.DataFrame) -> bytes:
     if axes[0][0].get_legend_handles_labels()[0]:
         axes[0][0].legend(fontsize=7)
     fig.suptitle("ShapesWorld: quality against stage-II NFE (means over videos; dashed: single-stage baselines)")
-    return _png(fig)
+    return png(fig)
+
+
+NOTE = ("ShapesWorld targets, from this run's means; accuracy = all three attributes right (exact detectors), detail = "
+        "energy above the 16x16 limit relative to the real world (ideal 1.0).")
+
+
+def section(run: RunData) -> Section | None:
+    """The targets' verdicts, and quality against stage-II NFE when the run has cascades; None for other runs."""
+    from fvbench.report.data import Figure, Section, Text
+
+    table = run.table
+    if not len(table) or not applies(table):
+        return None
+    lines = findings(table)
+    blocks: list = [Text((NOTE,), "small"), Text(tuple(lines), "list")]
+    if (table.family == "cascade").any():
+        blocks.append(Figure("ShapesWorld: quality against stage-II NFE", png=stage2_curves(table)))
+    return Section("shapesworld", "ShapesWorld targets", {"findings": lines}, tuple(blocks))
+
+
+register_section("shapesworld", "fvbench.shapesworld.report_section:section", order=20, origin="fvbench.shapesworld")
