@@ -41,3 +41,4 @@ for _ct in (
                   weightless=True),
 ):
     register_component_type(_ct, origin="fvbench.shapesworld")
+from fvbench.shapesworld import report_section  # noqa: E402,F401  (registers the "ShapesWorld targets" report section)
