@@ -119,11 +119,14 @@ def test_metrics_at_run_recorded_by_the_run_and_updated_by_score(tiny_run, tmp_p
                                                                         if k != "psnr_vs_ref"}
 
 
-def test_metrics_at_run_of_an_older_run_is_empty_and_reading_changes_nothing():
-    fixture = Path(__file__).parent / "fixtures" / "store_schema1_a9c3d54"
-    before = hashlib.sha256((fixture / "results.sqlite").read_bytes()).hexdigest()
-    assert fvbench.metrics_at_run(fixture) == {}
-    assert hashlib.sha256((fixture / "results.sqlite").read_bytes()).hexdigest() == before
+def test_metrics_at_run_of_an_older_run_is_empty_and_reading_changes_nothing(tmp_path):
+    fixture = Path(__file__).parent / "fixtures" / "store_schema1_a9c3d54"  # a store written by a9c3d54's code
+    run = tmp_path / "old"
+    run.mkdir()
+    shutil.copy(fixture / "results.sqlite", run)
+    before = hashlib.sha256((run / "results.sqlite").read_bytes()).hexdigest()
+    assert fvbench.metrics_at_run(run) == {}
+    assert hashlib.sha256((run / "results.sqlite").read_bytes()).hexdigest() == before
 
 
 def _has_vbench() -> bool:
