@@ -287,7 +287,8 @@ def _score_sets(run_dir: Path, df: "pd.DataFrame", metric_list: list["Metric"], 
                     store.put_set_metric(rec)
                     rows.append(rec)
                     notify(progress, "set_metric", rec)
-            record_metrics(store, {m.name: _entry(m, "mp4") for m in metric_list})
+            record_metrics(store, {r.metric: {**_entry(m, "mp4"), "version": r.version}
+                                   for m in metric_list for r in rows if r.metric == m.name})
         finally:
             store.close()
     return rows

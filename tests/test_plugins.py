@@ -1,4 +1,4 @@
-"""Plug-in seams: a package fvbench has never heard of adds a metric and a suite from its own folder, and `fvbench`
+"""Plug-in seams: a package fvbench has never heard of adds a metric, a suite and presets from its own folder; `fvbench`
 runs, lists and scores them with nothing in fvbench edited; a broken plug-in stops with one line naming it; the core
 names no toy world (ShapesWorld registers itself like any other plug-in)."""
 
@@ -17,14 +17,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 PLUGIN = '''
-"""A third-party fvbench plug-in: registers a metric (imported only when used) and a suite shipped beside it."""
+"""A third-party fvbench plug-in: registers a metric (imported only when used), a suite and a preset folder shipped
+beside it."""
 from pathlib import Path
 
+from fvbench.generation.presets import register_preset_dir
 from fvbench.metrics.registry import register_metric
 from fvbench.suites import register_suite
 
 register_metric("tp_mean_level", "tp_metrics:MeanLevel", origin="tp_plugin")
 register_suite("tp-suite", Path(__file__).with_name("tp_suite.yaml"), origin="tp_plugin")
+register_preset_dir(Path(__file__).with_name("tp_presets"), origin="tp_plugin")
 '''
 
 METRIC = '''
@@ -52,6 +55,34 @@ prompts:
   - {id: tp-1, text: "a blue dog"}
 '''
 
+PRESETS = """
+components:
+  vae:
+    type: cogvideox-vae
+    config: {block_out_channels: [8, 8, 8, 8], latent_channels: 4, layers_per_block: 1, norm_num_groups: 2,
+             temporal_compression_ratio: 4,
+             down_block_types: [CogVideoXDownBlock3D, CogVideoXDownBlock3D, CogVideoXDownBlock3D, CogVideoXDownBlock3D],
+             up_block_types: [CogVideoXUpBlock3D, CogVideoXUpBlock3D, CogVideoXUpBlock3D, CogVideoXUpBlock3D]}
+presets:
+  tp-dit:
+    description: a third-party tiny single-stage DiT
+    family: single-stage
+    size: tiny
+    frames: 9
+    weights: builtin
+    max_text_length: 8
+    components:
+      tokenizer: {type: t5-tokenizer}
+      text_encoder: {type: t5-encoder, config: {d_model: 32, d_ff: 64, d_kv: 16, num_heads: 2, num_layers: 1,
+                                                feed_forward_proj: gated-gelu}}
+      vae: vae
+      dit: {type: cogvideox-transformer, config: {num_attention_heads: 2, attention_head_dim: 16, num_layers: 1,
+             in_channels: 4, out_channels: 4, text_embed_dim: 32, time_embed_dim: 16, max_text_seq_length: 8,
+             sample_height: 2, sample_width: 2, sample_frames: 9, use_rotary_positional_embeddings: true}}
+    stages:
+      - {name: stage1, transformer: dit, solver: ddim, nfe: 2, cfg: 6.0, height: 64, width: 64}
+"""
+
 
 def _fvbench(args: list[str], plugin_dir: Path, plugins: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "FVBENCH_PLUGINS": plugins, "HF_HUB_OFFLINE": "1",
@@ -64,16 +95,18 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
     folder = tmp_path / "third_party"
     folder.mkdir()
     for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(textwrap.dedent(text).lstrip())
     return folder
 
 
-def test_third_party_metric_and_suite_via_env(tmp_path):
+def test_third_party_metric_suite_and_presets_via_env(tmp_path):
     from fvbench.scoring import metrics_at_run
     from fvbench.store import load_results
     from fvbench.video import read_mp4
 
-    pkg = _package(tmp_path, {"tp_plugin.py": PLUGIN, "tp_metrics.py": METRIC, "tp_suite.yaml": SUITE})
+    pkg = _package(tmp_path, {"tp_plugin.py": PLUGIN, "tp_metrics.py": METRIC, "tp_suite.yaml": SUITE,
+                              "tp_presets/tp.yaml": PRESETS})
     listed = _fvbench(["metrics"], pkg, "tp_plugin")
     assert listed.returncode == 0, listed.stderr
     assert re.search(r"^tp_mean_level +video-level, descriptive, not ranked, vtp1: mean pixel level", listed.stdout,
@@ -82,11 +115,12 @@ def test_third_party_metric_and_suite_via_env(tmp_path):
     assert suites.returncode == 0 and "tp-suite" in suites.stdout.split()
 
     run = tmp_path / "run"
-    ran = _fvbench(["run", "--suite", "tp-suite", "--presets", "tiny-dit", "--no-warmup", "--out", str(run)],
+    ran = _fvbench(["run", "--suite", "tp-suite", "--presets", "tp-dit", "--no-warmup", "--out", str(run)],
                    pkg, "tp_plugin")
     assert ran.returncode == 0, ran.stderr
     df = load_results(run)
-    assert len(df) == 2 and df["metric:tp_mean_level"].notna().all()  # the suite's metric, computed in the run
+    assert list(df.config) == ["tp-dit_s1-2"] * 2  # the plug-in's preset, from its own folder
+    assert df["metric:tp_mean_level"].notna().all()  # the suite's metric, computed in the run
     assert metrics_at_run(run)["tp_mean_level"]["source"] == "frames"
 
     scored = _fvbench(["score", str(run), "--metrics", "tp_mean_level"], pkg, "tp_plugin")
@@ -165,3 +199,28 @@ def test_shapesworld_registers_through_the_seams():
     # the old path still works: suites/shapesworld.yaml is the plug-in's file
     suite = load_suite("suites/shapesworld.yaml")
     assert suite.sha256 == load_suite("shapesworld").sha256 and len(suite.prompts) == 18
+
+
+def test_a_metric_that_does_not_import_is_named_and_the_others_still_run(capsys):
+    """A plug-in's metric whose class cannot be imported: using it is a one-line error naming who registered it;
+    listing and the run's availability record show it as unavailable and go on."""
+    from fvbench.cli import main
+    from fvbench.errors import FvbenchError
+    from fvbench.metrics.registry import METRICS, register_metric, resolve
+    from fvbench.scoring import availability
+
+    register_metric("tp_unimportable", "tp_nowhere:Nothing", origin="tp_broken")
+    try:
+        with pytest.raises(FvbenchError, match=r"metric 'tp_unimportable' \(registered by tp_broken\) cannot be "
+                                               r"imported: ModuleNotFoundError"):
+            resolve(["motion_px", "tp_unimportable"])
+        at_run = availability(["motion_px"])
+        assert at_run["motion_px"]["available"] and at_run["motion_px"]["source"] == "frames"
+        broken = at_run["tp_unimportable"]
+        assert broken["available"] is False and "tp_nowhere" in broken["missing"][0]
+        assert main(["metrics"]) == 0
+        listed = capsys.readouterr().out
+        assert re.search(r"^tp_unimportable +\[unavailable: metric 'tp_unimportable'", listed, re.M)
+        assert re.search(r"^motion_px +video-level", listed, re.M)
+    finally:
+        METRICS.unregister("tp_unimportable")

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from fvbench.errors import FvbenchError
 
 
 @click.command()
@@ -22,7 +23,11 @@ def metrics(show_vbench: bool, time_shape: str | None, runs: int) -> None:
     from fvbench.metrics.semantics import semantics
 
     for name in list_metrics():
-        m = get_metric(name)
+        try:
+            m = get_metric(name)
+        except FvbenchError as e:  # a plug-in's metric that does not import: listed as such, the others still are
+            click.echo(f"{name:22s} [unavailable: {e}]")
+            continue
         missing = m.missing()
         status = "available" if not missing else "unavailable: " + "; ".join(missing)
         direction = semantics(name).label()
@@ -59,8 +64,11 @@ def _time_metrics(text: str, runs: int) -> None:
     click.echo(f"wall seconds per video on a random {shape[0]}x{shape[1]}x{shape[2]} clip, CPU, "
                f"{torch.get_num_threads()} threads, median of {runs} runs after one warm-up:")
     for name in list_metrics():
-        m = get_metric(name)
-        if m.missing():
+        try:
+            m = get_metric(name)
+        except FvbenchError:
+            m = None
+        if m is None or m.missing():
             click.echo(f"  {name:22s} skipped (unavailable here)")
             continue
         try:
