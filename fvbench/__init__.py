@@ -13,12 +13,17 @@ def load_results(run_dir):
 
 
 def __getattr__(name: str):
-    """The library API (fvbench.api), imported on first use so ``import fvbench`` stays light."""
+    """The library API (fvbench.api, fvbench.scoring), imported on first use so ``import fvbench`` stays light."""
     if name in ("plan_sweep", "run_sweep", "RayOptions", "SweepPlan", "SweepResult"):
         from fvbench import api
 
         return getattr(api, name)
+    if name in ("score_run", "ScoreResult", "metrics_at_run"):
+        from fvbench import scoring
+
+        return getattr(scoring, name)
     raise AttributeError(f"module 'fvbench' has no attribute {name!r}")
 
 
-__all__ = ["load_results", "plan_sweep", "run_sweep", "RayOptions", "SweepPlan", "SweepResult", "__version__"]
+__all__ = ["load_results", "plan_sweep", "run_sweep", "RayOptions", "SweepPlan", "SweepResult", "score_run",
+           "ScoreResult", "metrics_at_run", "__version__"]

@@ -16,9 +16,10 @@ from typing import Any, Callable, Literal, Mapping, Protocol, Sequence
 from fvbench.errors import FvbenchError
 from fvbench.executors.base import GroupResult
 from fvbench.runner import Plan, RunSummary
+from fvbench.scoring import notify as _call
 from fvbench.spec import Unit
 
-CPU_DEFAULT_LIMIT = 2  # prompts, for the presets fvbench ships (random weights or ShapesWorld) on a registered suite
+CPU_DEFAULT_LIMIT = 2  # prompts, for the presets fvbench ships (random or packaged weights) on a registered suite
 CPU_DEFAULT_SAMPLES = 1
 
 
@@ -135,6 +136,7 @@ def run_sweep(sweep: SweepPlan, *, out: Path | None = None, save_videos: str = "
     from fvbench.provenance import provenance
     from fvbench.runfiles import prepare_run_dir, write_latest
     from fvbench.runner import execute
+    from fvbench.scoring import availability, record_metrics
     from fvbench.worker import GroupWorker
 
     plan = sweep.plan
@@ -155,6 +157,7 @@ def run_sweep(sweep: SweepPlan, *, out: Path | None = None, save_videos: str = "
             raise FvbenchError("--workers and --threads-per-worker must be positive")
     prov = provenance(device)
     info["provenance"] = prov
+    at_run = availability(sweep.metrics)  # what this machine can compute, kept for the report (metrics_at_run)
     worker = GroupWorker(run_dir, prov, (plan.suite.name, plan.suite.sha256), device, weights, save_videos,
                          sweep.metric_fn)
     prepare_run_dir(run_dir)  # folder checks first: a refused folder costs no model loading
@@ -187,14 +190,10 @@ def run_sweep(sweep: SweepPlan, *, out: Path | None = None, save_videos: str = "
         runner = executor
     try:
         summary = execute(plan, run_dir, worker, executor=runner, run_info=info, before_work=before_work,
-                          on_result=None if progress is None else (lambda r: _call(progress, "result", r)))
+                          on_result=None if progress is None else (lambda r: _call(progress, "result", r)),
+                          record=lambda store: record_metrics(store, at_run))
     finally:
         if runner is not None and hasattr(runner, "shutdown"):
             runner.shutdown()
     return SweepResult(run_dir, summary, prov, warmup_s[0] if warmup_s else None, dict(summary.lost))
 
-
-def _call(progress: Any, name: str, *args: Any) -> None:
-    fn = getattr(progress, name, None)
-    if fn is not None:
-        fn(*args)

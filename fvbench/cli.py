@@ -9,36 +9,23 @@ import warnings
 
 import click
 
+from fvbench.commands import COMMANDS, PLUGIN_COMMANDS
 from fvbench.errors import FvbenchError, FvbenchWarning
 from fvbench.textsafe import printable
-
-# name -> "module:attribute". A command whose module is absent is not listed.
-COMMANDS: dict[str, str] = {
-    "generate": "fvbench.commands.generate:generate",
-    "presets": "fvbench.commands.generate:presets",
-    "convert-flashvideo": "fvbench.commands.convert:convert_flashvideo",
-    "run": "fvbench.commands.run:run",
-    "suites": "fvbench.commands.run:suites",
-    "export": "fvbench.commands.run:export",
-    "flops": "fvbench.commands.compute:flops",
-    "bench": "fvbench.commands.compute:bench",
-    "metrics": "fvbench.commands.metrics:metrics",
-    "score": "fvbench.commands.metrics:score",
-    "report": "fvbench.commands.report:report",
-    "check": "fvbench.commands.report:check",
-    "shapesworld": "fvbench.commands.shapesworld:shapesworld",
-}
 
 
 class LazyGroup(click.Group):
     """A click group that imports a command's module only when that command runs (fast start-up)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [n for n, target in COMMANDS.items() if importlib.util.find_spec(target.split(":")[0]) is not None]
+        own = [n for n, target in COMMANDS.items() if importlib.util.find_spec(target.split(":")[0]) is not None]
+        return own + list(PLUGIN_COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = COMMANDS.get(name)
-        if target is None or name not in self.list_commands(ctx):
+        if target is None:  # a plug-in's command: discovery runs only for a name fvbench does not have
+            return PLUGIN_COMMANDS.get(name)
+        if importlib.util.find_spec(target.split(":")[0]) is None:
             return None
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)

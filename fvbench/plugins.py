@@ -105,6 +105,12 @@ class Registry(Mapping[str, T], Generic[T]):
             self._entries[name] = entry
             self._origin[name] = origin
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` if registered (a test's temporary entry; a plug-in withdrawing one)."""
+        with _lock:
+            self._entries.pop(name, None)
+            self._origin.pop(name, None)
+
     def origin(self, name: str) -> str:
         """Who registered ``name`` ('' for fvbench itself)."""
         discover()

@@ -118,12 +118,14 @@ def _check_video_names(plan: Plan, rows: list[dict[str, Any]], done: set[str], w
 
 def execute(plan: Plan, run_dir: Path, worker, executor=None,
             on_result: Callable[[GroupResult], None] | None = None, run_info: dict[str, Any] | None = None,
-            before_work: Callable[[list[Unit]], None] | None = None) -> RunSummary:
+            before_work: Callable[[list[Unit]], None] | None = None,
+            record: Callable[[Any], None] | None = None) -> RunSummary:
     """Run the plan into ``run_dir`` (created if needed); rows are committed one by one, done units are skipped.
 
     Everything about the folder is checked first, under its lock: its contents, the store, stored videos still on
     disk (a missing or resized one is generated again), file names no two units share. Only then
-    ``before_work(units to generate)`` runs (model loading, warm-up), then generation.
+    ``before_work(units to generate)`` runs (model loading, warm-up), then generation. ``record(store)`` adds the
+    caller's run information to the store beside ``last_plan``, under the same lock.
     """
     from fvbench.executors.local import LocalExecutor
     from fvbench.runfiles import RunLock, prepare_run_dir, remove_temps, safe_path, write_atomic
@@ -147,6 +149,8 @@ def execute(plan: Plan, run_dir: Path, worker, executor=None,
                                          "suite_total": plan.suite_total, "samples": plan.samples,
                                          "units": len(plan.units), "configs": [p.label for p in plan.points],
                                          "started_at": time.time()})
+            if record is not None:
+                record(store)
             start = time.perf_counter()
 
             def commit(result: GroupResult) -> None:

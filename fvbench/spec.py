@@ -18,13 +18,28 @@ from typing import Any, Iterable, Sequence
 
 from fvbench.errors import FvbenchError
 from fvbench.generation.presets import Preset, get_preset
+from fvbench.plugins import Registry
 from fvbench.suites import Prompt, Suite
 
 DEFAULT_STAGE1_NFE = (10, 20, 30, 50)
 DEFAULT_STAGE2_NFE = (1, 2, 4, 8)
-# What `fvbench run` sweeps without --presets: the trained ShapesWorld cascade and single-stage baselines of each
-# --sizes size (a family without that size is left out); the random-weight CPU-scale families by --presets.
-DEFAULT_FAMILIES = ("sw-flashvideo-{size}", "sw-dit-{size}", "sw-dit-p4-{size}")
+# What `fvbench run` sweeps without --presets: preset name patterns with ``{size}`` (one preset per --sizes size; a
+# family without that size is left out), registered by a plug-in (fvbench's own: its trained cascade and single-stage
+# baselines); other presets by --presets.
+DEFAULT_SWEEP: Registry[tuple[str, ...]] = Registry("default sweep")
+
+
+def register_default_families(patterns: Sequence[str], *, replace: bool = False, origin: str = "") -> None:
+    """Make ``patterns`` (e.g. ``"my-cascade-{size}"``) what `fvbench run` sweeps without --presets. There is one
+    default: a second plug-in registering its own is an error unless it says ``replace=True``."""
+    if not patterns or not all(isinstance(p, str) and "{size}" in p for p in patterns):
+        raise FvbenchError(f"default families must be preset name patterns with '{{size}}', got {list(patterns)!r}")
+    DEFAULT_SWEEP.register("families", tuple(patterns), replace=replace, origin=origin)
+
+
+def default_families() -> tuple[str, ...]:
+    """The registered default preset patterns (empty when no plug-in registered any)."""
+    return DEFAULT_SWEEP.get("families", ())
 
 
 def canonical_hash(obj: Any) -> str:
@@ -130,12 +145,16 @@ def default_preset_names(sizes: Sequence[str]) -> tuple[str, ...]:
     from fvbench.generation.presets import all_presets
 
     known = all_presets()
+    families = default_families()
+    if not families:
+        raise FvbenchError("no default presets are registered (a plug-in registers them); name presets with --presets "
+                           "(see `fvbench presets`)")
     names = []
     for size in sizes:
-        found = [f.format(size=size) for f in DEFAULT_FAMILIES if f.format(size=size) in known]
+        found = [f.format(size=size) for f in families if f.format(size=size) in known]
         if not found:
-            have = sorted({p.size for n, p in known.items() if any(n == f.format(size=p.size) for f in DEFAULT_FAMILIES)})
-            raise FvbenchError(f"--sizes: no default preset ({', '.join(DEFAULT_FAMILIES)}) has size {size!r}; "
+            have = sorted({p.size for n, p in known.items() if any(n == f.format(size=p.size) for f in families)})
+            raise FvbenchError(f"--sizes: no default preset ({', '.join(families)}) has size {size!r}; "
                                f"known sizes: {', '.join(have)} (other presets by --presets; see `fvbench presets`)")
         names.extend(found)
     return tuple(names)

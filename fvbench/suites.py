@@ -1,5 +1,6 @@
-"""Prompt suites: VBench's prompts (read from the installed package's data file), YAML suites under ``suites/``,
-and the user's own prompt files (.txt one prompt a line, or .yaml with ids and metadata).
+"""Prompt suites: VBench's prompts (read from the installed package's data file), YAML suites under ``suites/`` and
+those plug-ins register (:func:`register_suite`, :func:`register_suite_dir`), and the user's own prompt files (.txt
+one prompt a line, or .yaml with ids and metadata).
 
 A suite is data; its sha256 is recorded with every run so results say exactly which prompts they came from.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from fvbench.dataio import MAX_BYTES, from_dict, load_data
 from fvbench.errors import FvbenchError, UnknownNameError
 from fvbench.paths import data_dir
+from fvbench.plugins import Registry
 
 VBENCH_DIMENSIONS = (
     "subject_consistency", "background_consistency", "temporal_flickering", "motion_smoothness", "dynamic_degree",
@@ -191,8 +193,36 @@ def load_prompt_file(path: Path) -> Suite:
     raise FvbenchError(f"prompt file {path}: expected .txt, .yaml or .json")
 
 
+SUITES: Registry[Path] = Registry("suite")
+
+
+def register_suite(name: str, path: str | Path, *, replace: bool = False, origin: str = "") -> None:
+    """Make the YAML suite file ``path`` available as ``--suite <name>`` (plug-ins call this from their plugin
+    module; the file is read only when the suite is used)."""
+    SUITES.register(name, Path(path).resolve(), replace=replace, origin=origin)
+
+
+def register_suite_dir(folder: str | Path, *, origin: str = "") -> None:
+    """Register every ``*.yaml`` in ``folder`` as a suite named by its file stem."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FvbenchError(f"suite folder {folder} (registered by {origin or 'fvbench'}) does not exist")
+    for path in sorted(folder.glob("*.yaml")):
+        register_suite(path.stem, path, origin=origin)
+
+
 def _suite_files() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(data_dir("suites").glob("*.yaml"))}
+    """Every suite file by name: the project's ``suites/`` folder (read at each call, so $FVBENCH_HOME applies),
+    then the registered ones. A name in both is an error unless both are the same file (``suites/x.yaml`` may be a
+    link to a plug-in's own file, which keeps the old path working)."""
+    files = {p.stem: p for p in sorted(data_dir("suites").glob("*.yaml"))}
+    for name in SUITES:
+        path = SUITES.get_entry(name)
+        if name in files and files[name].resolve() != path:
+            raise FvbenchError(f"suite {name!r} is defined twice: {files[name]} and {path} (registered by "
+                               f"{SUITES.origin(name) or 'fvbench'})")
+        files.setdefault(name, path)
+    return files
 
 
 def list_suites() -> list[str]:

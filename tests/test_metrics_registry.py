@@ -7,7 +7,7 @@ import torch
 from fvbench.errors import FvbenchError, MissingWeightsError, UnknownNameError
 from fvbench.metrics.base import Needs, VideoMetric, WeightPath
 from fvbench.metrics.registry import (DEFAULT_METRICS, METRICS, MetricResult, get_metric, list_metrics,
-                                      make_metric_fn, resolve, score_video)
+                                      make_metric_fn, register_metric, resolve, score_video)
 
 
 class AlwaysFails(VideoMetric):
@@ -26,6 +26,17 @@ class NotFinite(VideoMetric):
 
     def score(self, video, *, prompt, reference=None):
         return float("nan")
+
+
+@pytest.fixture
+def failing_metrics():
+    """always_fails and not_finite registered for one test, through the seam plug-ins use."""
+    names = {"always_fails": "AlwaysFails", "not_finite": "NotFinite"}
+    for name, cls in names.items():
+        register_metric(name, f"test_metrics_registry:{cls}", origin="tests")
+    yield
+    for name in names:
+        METRICS.unregister(name)
 
 
 def _video():
@@ -51,9 +62,7 @@ def test_resolve_reports_every_missing_item_at_once(monkeypatch, tmp_path):
     assert [m.name for m in resolve(["motion_px", "motion_px"])] == ["motion_px"]
 
 
-def test_score_video_records_a_failure_and_runs_the_others(monkeypatch):
-    monkeypatch.setitem(METRICS, "always_fails", "test_metrics_registry:AlwaysFails")
-    monkeypatch.setitem(METRICS, "not_finite", "test_metrics_registry:NotFinite")
+def test_score_video_records_a_failure_and_runs_the_others(failing_metrics):
     metrics = resolve(["always_fails", "temporal_flickering", "not_finite", "psnr_vs_ref"])
     out = score_video(metrics, _video(), "a prompt")
     assert out["always_fails"] == MetricResult(None, "RuntimeError: boom", "1")
@@ -128,14 +137,14 @@ def test_metrics_command_lists_everything_with_what_is_missing(monkeypatch, tmp_
     assert bad.exit_code != 0
 
 
-def test_run_stores_offline_metrics_records_failures_and_score_adds_metrics(tmp_path, monkeypatch, capsys):
+def test_run_stores_offline_metrics_records_failures_and_score_adds_metrics(tmp_path, monkeypatch, capsys,
+                                                                          failing_metrics):
     """The issue's checks end to end: offline metrics on every row of a weightless CPU run; a failing metric's error
     on its row while the run goes on; reference and set-level metrics added afterwards by `fvbench score`."""
     from fvbench import load_results
     from fvbench.cli import main
     from fvbench.store import load_metric_errors, open_store
 
-    monkeypatch.setitem(METRICS, "always_fails", "test_metrics_registry:AlwaysFails")
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red cat\na blue dog\na green tree\n")
     out = tmp_path / "run"

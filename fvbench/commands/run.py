@@ -50,14 +50,14 @@ def _gemm_gflops() -> float:
 @click.option("--stage-nfe", "stage_nfes", multiple=True,
               help="STAGE=NFE[,NFE...]: NFEs of any stage, e.g. --stage-nfe 3=1,2 (repeatable; overrides the above).")
 @click.option("--sizes", default="s", show_default=True,
-              help="Sizes of the default families: the trained ShapesWorld sw-flashvideo-<size> + sw-dit-<size> + "
-                   "sw-dit-p4-<size> "
+              help="Sizes of the default families, which a plug-in registers (fvbench's own: its trained cascade and "
+                   "single-stage baselines; --dry-run lists them) "
                    "(s, m; a family without the size is left out). Random-weight CPU-scale presets "
                    "(cpu-flashvideo-<s|m|l>, cpu-dit-<s|m|l>) and real ones by --presets.")
 @click.option("--presets", help="Comma list of presets to run instead of the default families.")
 @click.option("--limit", default="auto", show_default=True,
               help="First N prompts of the suite (in suite order), or 'all'. auto: 2 for the presets fvbench ships "
-                   "(ShapesWorld, CPU-scale) on a registered suite, else all.")
+                   "(trained in the package, or random-weight CPU-scale) on a registered suite, else all.")
 @click.option("--samples", type=int,
               help="Videos per prompt (default: the suite's, VBench 5; 1 for the presets fvbench ships on a registered "
                    "suite).")
@@ -70,8 +70,8 @@ def _gemm_gflops() -> float:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--weights", type=click.Path(file_okay=False, path_type=Path), help="Weights folder for real presets.")
 @click.option("--metrics", "metric_names",
-              help="Comma list of per-video metrics (see `fvbench metrics`); default: the suite's own (ShapesWorld's exact "
-                   "ones) then the offline ones; 'none' for none.")
+              help="Comma list of per-video metrics (see `fvbench metrics`); default: the suite's own (its YAML's "
+                   "'metrics:') then the offline ones; 'none' for none.")
 @click.option("--warmup/--no-warmup", default=True, show_default=True,
               help="One discarded 1-NFE generation per preset first, so first-call costs stay out of the timings.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,

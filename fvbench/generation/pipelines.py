@@ -1,6 +1,6 @@
 """Pipelines by name: which generator class runs a preset, with which solvers and stage inits, and its FLOP rule.
 
-A preset says ``pipeline: <name>`` (default ``cogvideox``: CogVideoX, FlashVideo and ShapesWorld). A model family
+A preset says ``pipeline: <name>`` (default ``cogvideox``: CogVideoX, FlashVideo, pixel-space U-Nets). A model family
 (``fvbench/families/*.py`` or a third-party plug-in, see :mod:`fvbench.plugins`) registers a :class:`PipelineInfo`
 whose ``generator`` is a :class:`~fvbench.generation.generator.Generator` subclass: it overrides what its diffusers
 pipeline does differently (text encoding, latent layout, scheduler, guidance, decoding) and keeps the rest: the stage
@@ -49,7 +49,7 @@ def register_pipeline(info: PipelineInfo, *, replace: bool = False, origin: str 
 register_pipeline(PipelineInfo(
     "cogvideox", "fvbench.generation.generator:Generator", ("dpm++2m", "ddim", "sat-dpm++2m", "flow-euler"),
     ("noise", "upsample"),
-    description="CogVideoX-style DiTs (v-prediction stage I, FlashVideo's flow stage II) and ShapesWorld's U-Nets"))
+    description="CogVideoX-style DiTs (v-prediction stage I, FlashVideo's flow stage II) and pixel-space U-Nets"))
 
 
 register_pipeline(PipelineInfo(

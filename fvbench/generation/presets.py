@@ -1,4 +1,5 @@
-"""Generator presets: frozen specs read from the YAML files under ``baselines/``.
+"""Generator presets: frozen specs read from the YAML files under ``baselines/`` and the folders plug-ins register
+(:func:`register_preset_dir`).
 
 A preset names its components (type, folder, architecture config), the frame count, and the ordered list of
 stages. A FlashVideo cascade has two stages; a single-stage DiT baseline has one whose init is noise.
@@ -16,12 +17,13 @@ from typing import Any, Literal
 from fvbench.dataio import from_dict, load_data
 from fvbench.errors import FvbenchError, UnknownNameError
 from fvbench.paths import data_dir, weights_root
+from fvbench.plugins import Registry
 
 # Solver and init names are those of the preset's pipeline (fvbench.generation.pipelines): CogVideoX's are
 # dpm++2m, ddim, sat-dpm++2m, flow-euler and noise, upsample; a model family registers its own.
 Solver = str
 GridDtype = Literal["float64", "float32", "bfloat16", "float16", "model"]
-PACKAGE_PREFIX = "package:"  # ``weights: package:shapesworld/weights`` = a folder inside the installed fvbench package
+PACKAGE_PREFIX = "package:"  # ``weights: package:<subpackage>/weights`` = a folder inside the installed fvbench package
 
 # Ceilings that keep a typo (``nfe: 1000000000``) from planning petaFLOPs or allocating gigabytes; far above any
 # published setting (1000 = a full DDPM schedule; 1080p and 4K fit; LTX-Video's 257 frames fit). Lifted on purpose
@@ -289,10 +291,25 @@ def _parse_file(path: Path) -> dict[str, Preset]:
     return out
 
 
+PRESET_DIRS: Registry[Path] = Registry("preset folder")
+
+
+def register_preset_dir(folder: str | Path, *, origin: str = "") -> None:
+    """Add the preset YAML files of ``folder`` (every ``*.yaml``) to those of ``baselines/``; plug-ins call this from
+    their plugin module. Registering the same folder again changes nothing; a preset name defined twice is an error."""
+    path = Path(folder).resolve()
+    if str(path) not in PRESET_DIRS:
+        PRESET_DIRS.register(str(path), path, origin=origin)
+
+
 @lru_cache(maxsize=4)
-def _all_presets(folder: str) -> dict[str, Preset]:
+def _all_presets(folders: tuple[str, ...]) -> dict[str, Preset]:
     presets: dict[str, Preset] = {}
-    for f in sorted(Path(folder).glob("*.yaml")):
+    files: dict[Path, Path] = {}  # a file reached twice (a folder registered under two names) is read once
+    for folder in folders:
+        for f in sorted(Path(folder).glob("*.yaml")):
+            files.setdefault(f.resolve(), f)
+    for f in files.values():
         for name, p in _parse_file(f).items():
             if name in presets:
                 raise FvbenchError(f"preset {name!r} is defined twice ({presets[name].source} and {f})")
@@ -301,8 +318,8 @@ def _all_presets(folder: str) -> dict[str, Preset]:
 
 
 def all_presets() -> dict[str, Preset]:
-    """Every preset under ``baselines/``, by name."""
-    return dict(_all_presets(str(data_dir("baselines"))))
+    """Every preset under ``baselines/`` and the registered preset folders, by name."""
+    return dict(_all_presets((str(data_dir("baselines")), *PRESET_DIRS)))
 
 
 def scope_notes(names: list[str]) -> list[str]:

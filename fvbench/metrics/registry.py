@@ -1,4 +1,5 @@
-"""Metric registry: names -> lazy ``module:Class`` targets, so listing metrics imports nothing heavy.
+"""Metric registry: names -> lazy ``module:Class`` targets, so listing metrics imports nothing heavy. A plug-in adds
+its own with :func:`register_metric` from its plugin module (see :mod:`fvbench.plugins`).
 
 The runner's API:
 
@@ -12,16 +13,28 @@ The runner's API:
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from fvbench.errors import FvbenchError, MissingWeightsError, UnknownNameError
+from fvbench.errors import FvbenchError, MissingWeightsError
 from fvbench.metrics.base import Metric, VideoMetric
+from fvbench.plugins import Registry
 
-METRICS: dict[str, str] = {
+METRICS: Registry[type[Metric]] = Registry("metric")
+
+
+def register_metric(name: str, target: str | type[Metric], *, replace: bool = False, origin: str = "") -> None:
+    """Make a metric available by ``name`` (``fvbench metrics``, ``--metrics``, ``fvbench score``). ``target`` is a
+    ``"module:Class"`` string (imported on first use, so listing metrics stays light) or the class itself; its
+    constructor takes the options of :func:`get_metric`. Plug-ins call this from their plugin module."""
+    if isinstance(target, str) and ":" not in target:
+        raise FvbenchError(f"metric {name!r}: the target must be 'module:Class', got {target!r}")
+    METRICS.register(name, target, replace=replace, origin=origin)
+
+
+for _name, _target in {
     "temporal_flickering": "fvbench.metrics.offline:TemporalFlickering",
     "detail_laplacian_var": "fvbench.metrics.offline:LaplacianVariance",
     "detail_hf_ratio": "fvbench.metrics.offline:HighFrequencyRatio",
@@ -35,11 +48,9 @@ METRICS: dict[str, str] = {
     "clip_iqa": "fvbench.metrics.iqa:CLIPIQA",
     "niqe": "fvbench.metrics.iqa:NIQE",
     "maniqa": "fvbench.metrics.iqa:MANIQA",
-    **{f"sw_{k}": f"fvbench.shapesworld.metrics:{c}" for k, c in [  # ShapesWorld's exact metrics
-        ("colour", "ColourAccuracy"), ("shape", "ShapeAccuracy"), ("direction", "DirectionAccuracy"),
-        ("all_three", "AllThreeAccuracy"), ("detail_ratio", "DetailRatio"), ("temporal_rms_px", "TemporalRMS"),
-        ("fidelity_psnr", "FidelityPSNR"), ("consistency_psnr", "ConsistencyPSNR")]},
-}
+}.items():
+    register_metric(_name, _target)
+
 # The offline per-video metrics every run stores unless --metrics says otherwise.
 DEFAULT_METRICS: tuple[str, ...] = ("temporal_flickering", "detail_laplacian_var", "detail_hf_ratio", "motion_px")
 
@@ -58,11 +69,15 @@ def list_metrics() -> list[str]:
 
 
 def get_metric(name: str, **options: Any) -> Metric:
-    """An instance of the metric called ``name`` (``options`` go to its constructor, e.g. ``path=``)."""
-    if name not in METRICS:
-        raise UnknownNameError("metric", name, list(METRICS))
-    module, cls = METRICS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    """An instance of the metric called ``name`` (``options`` go to its constructor, e.g. ``path=``).
+
+    A registered class that cannot be imported is a one-line error naming the metric and who registered it."""
+    try:
+        cls = METRICS.get_entry(name)
+    except (ImportError, AttributeError) as e:
+        raise FvbenchError(f"metric {name!r} (registered by {METRICS.origin(name) or 'fvbench'}) cannot be "
+                           f"imported: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from e
+    return cls(**options)
 
 
 def resolve(names: Sequence[str]) -> list[Metric]:

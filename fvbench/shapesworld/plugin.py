@@ -1,4 +1,5 @@
-"""ShapesWorld's plug-in: its components, registered through the same seam a third-party package uses.
+"""ShapesWorld's plug-in: its components, exact metrics, suite, command and the default sweep, registered through the
+same seams a third-party package uses (its presets stay in ``baselines/shapesworld.yaml``).
 
 Imported by :func:`fvbench.plugins.discover`; the core names none of this.
 """
@@ -8,8 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from fvbench.commands import register_command
 from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, PIXEL_GEOMETRY, ComponentType, no_files,
                                                 register_component_type)
+from fvbench.metrics.registry import register_metric
+from fvbench.spec import register_default_families
+from fvbench.suites import register_suite_dir
+
+ORIGIN = "fvbench.shapesworld"
 
 
 def _build(name: str) -> Callable[[dict[str, Any]], Any]:
@@ -40,5 +47,23 @@ for _ct in (
     ComponentType("shapesworld-label-tokenizer", _build("LabelTokenizer"), no_files, (), meta_ok=False,
                   weightless=True),
 ):
-    register_component_type(_ct, origin="fvbench.shapesworld")
-from fvbench.shapesworld import report_section  # noqa: E402,F401  (registers the "ShapesWorld targets" report section)
+    register_component_type(_ct, origin=ORIGIN)
+
+# exact metrics (analytic ground truth of the world), imported when used
+for _key, _cls in [("colour", "ColourAccuracy"), ("shape", "ShapeAccuracy"), ("direction", "DirectionAccuracy"),
+                   ("all_three", "AllThreeAccuracy"), ("detail_ratio", "DetailRatio"),
+                   ("temporal_rms_px", "TemporalRMS"), ("fidelity_psnr", "FidelityPSNR"),
+                   ("consistency_psnr", "ConsistencyPSNR")]:
+    register_metric(f"sw_{_key}", f"fvbench.shapesworld.metrics:{_cls}", origin=ORIGIN)
+
+# --suite shapesworld: the 18 held-out combinations (suites/shapesworld.yaml links to this file)
+register_suite_dir(Path(__file__).resolve().parent / "suites", origin=ORIGIN)
+
+# fvbench shapesworld models|train
+register_command("shapesworld", "fvbench.shapesworld.cli:shapesworld", origin=ORIGIN)
+
+# `fvbench run` without --presets: the trained cascade and single-stage baselines of each --sizes size
+register_default_families(("sw-flashvideo-{size}", "sw-dit-{size}", "sw-dit-p4-{size}"), origin=ORIGIN)
+
+# its report section (shown when a run has ShapesWorld metrics)
+from fvbench.shapesworld import report_section  # noqa: E402,F401
