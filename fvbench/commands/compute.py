@@ -61,11 +61,15 @@ def flops(preset: str | None, resolution: str | None, frames: int | None, nfe: i
         overrides.setdefault(last, {})["nfe"] = nfe
     p = p.with_overrides(overrides, frames)
     total = preset_flops(p)
-    text = text_encoder_flops(p)
-    rows = [{"stage": "-", "component": "text_encoder", "params": text.params, "tokens": text.tokens,
-             "flops_per_forward": text.flops, "forwards": 2 if p.uncond == "empty" else 1,
-             "flops_total": total["text_encode"], "attention_share": None}]
-    for i, s in enumerate(p.stages):
+    # a model family's FLOP rule brings its own per-component rows (its text encoders, VAE and calls differ)
+    rows = list(total.pop("rows", None) or [])
+    cogvideox_rule = not rows
+    if cogvideox_rule:
+        text = text_encoder_flops(p)
+        rows = [{"stage": "-", "component": "text_encoder", "params": text.params, "tokens": text.tokens,
+                 "flops_per_forward": text.flops, "forwards": 2 if p.uncond == "empty" else 1,
+                 "flops_total": total["text_encode"], "attention_share": None}]
+    for i, s in enumerate(p.stages if cogvideox_rule else ()):
         fwd = transformer_forward_flops(p, s, cfg_batch(s))
         sf = total["stages"][s.name]
         rows.append({"stage": f"{s.name} {s.height}x{s.width}x{p.frames}f", "component": f"transformer ({s.transformer})",

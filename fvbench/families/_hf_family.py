@@ -1,0 +1,121 @@
+"""What the HunyuanVideo and Mochi families share: local loading of transformers models, stage options, the flow
+scheduler, decoding, and FLOP bookkeeping on the meta device.
+
+Heavy (torch, diffusers, transformers): imported by the families' generators and FLOP rules, never by a plug-in module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from fvbench.compute.flops import _count, _meta_module
+from fvbench.generation.presets import Preset, StageConfig
+
+
+def load_transformers_model(cls_name: str) -> Callable[[Path, torch.dtype], torch.nn.Module]:
+    """A local-only loader for a ``transformers`` model class that refuses a folder missing some of its weights."""
+
+    def load(path: Path, dtype: torch.dtype) -> torch.nn.Module:
+        import transformers
+
+        cls = getattr(transformers, cls_name)
+        model, info = cls.from_pretrained(path, dtype=dtype, local_files_only=True, output_loading_info=True)
+        missing = sorted(info.get("missing_keys") or [])
+        if missing:  # transformers would initialise them at random, with only a warning
+            raise ValueError(f"{len(missing)} weights of {cls_name} are not in the folder (e.g. "
+                             f"{', '.join(missing[:3])}); a folder of another architecture?")
+        return model
+
+    return load
+
+
+def build_transformers_model(model_cls: str, config_cls: str) -> Callable[[dict[str, Any]], torch.nn.Module]:
+    """A builder for a ``transformers`` model from a config dict; the vocabulary defaults to the in-code tokenizer's."""
+
+    def build(config: dict[str, Any]) -> torch.nn.Module:
+        import transformers
+
+        from fvbench.generation.models.tokenizer import builtin_tokenizer
+
+        cfg = dict(config)
+        cfg.setdefault("vocab_size", len(builtin_tokenizer()))
+        return getattr(transformers, model_cls)(getattr(transformers, config_cls)(**cfg))
+
+    return build
+
+
+def load_auto_tokenizer(path: Path, dtype: torch.dtype):
+    """A tokenizer from its own folder (whatever class its tokenizer_config.json names), local files only."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def check_options(stage: StageConfig, known: dict[str, type | tuple[type, ...]]) -> None:
+    """Raise ValueError for a stage option the pipeline does not know, or of the wrong type."""
+    for key, value in stage.options.items():
+        if key not in known:
+            raise ValueError(f"stage {stage.name!r}: unknown option {key!r} (known: {', '.join(sorted(known))})")
+        if not isinstance(value, known[key]) or isinstance(value, bool) and known[key] in (int, float, (int, float)):
+            raise ValueError(f"stage {stage.name!r}: option {key!r} has the wrong type ({type(value).__name__})")
+
+
+def flow_scheduler(stage: StageConfig):
+    """The stage's FlowMatchEulerDiscreteScheduler, configured as the published scheduler_config.json says
+    (``options.scheduler``; diffusers' defaults for what it leaves out)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(**dict(stage.options.get("scheduler", {})))
+
+
+def count_module(type_name: str, config: dict[str, Any], call: Callable[[torch.nn.Module], Any]) -> tuple[int, int, int]:
+    """(FLOPs, attention FLOPs, parameters) of ``call(module)`` on the meta device, the module built from its config."""
+    module = _meta_module(type_name, json.dumps(config, sort_keys=True))
+    flops, attention = _count(lambda: call(module))
+    return flops, attention, sum(p.numel() for p in module.parameters())
+
+
+def meta(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An empty tensor on the meta device (a shape for FLOP counting)."""
+    return torch.empty(*shape, device="meta", dtype=dtype)
+
+
+def flops_result(preset: Preset, text: int, stage_parts: dict[str, dict[str, int]],
+                 rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The dict :func:`fvbench.compute.flops.preset_flops` returns, plus ``rows`` (per component, for `fvbench flops`)."""
+    stages = {}
+    for name, parts in stage_parts.items():
+        s = {"denoise": 0, "denoise_attention": 0, "vae_encode": 0, "upsample": 0, "vae_decode": 0, **parts}
+        s["total"] = s["denoise"] + s["vae_encode"] + s["upsample"] + s["vae_decode"]
+        stages[name] = s
+    return {"text_encode": text, "stages": stages, "total": text + sum(s["total"] for s in stages.values()),
+            "rows": rows}
+
+
+def row(stage: str, component: str, params: int, tokens: int | None, per_forward: int, forwards: int,
+        attention: int | None = None, batch: int = 1) -> dict[str, Any]:
+    """One line of `fvbench flops --preset` (the shape the CogVideoX rows have)."""
+    return {"stage": stage, "component": component, "params": params, "tokens": tokens, "batch": batch,
+            "flops_per_forward": per_forward, "forwards": forwards, "flops_total": per_forward * forwards,
+            "attention_share": (attention / per_forward if per_forward else 0.0) if attention is not None else None}
+
+
+def load_diffusers_model(cls_name: str) -> Callable[[Path, torch.dtype], torch.nn.Module]:
+    """A local-only loader for a diffusers model class that refuses a folder missing some of its weights."""
+
+    def load(path: Path, dtype: torch.dtype) -> torch.nn.Module:
+        import diffusers
+
+        model, info = getattr(diffusers, cls_name).from_pretrained(path, torch_dtype=dtype, local_files_only=True,
+                                                                   output_loading_info=True)
+        missing = sorted(info.get("missing_keys") or [])
+        if missing:  # diffusers would initialise them at random, with only a warning
+            raise ValueError(f"{len(missing)} weights of {cls_name} are not in the folder (e.g. "
+                             f"{', '.join(missing[:3])}); a folder of another architecture?")
+        return model
+
+    return load
