@@ -129,7 +129,7 @@ def test_real_13b_flops_match_an_analytic_count():
     tokens, attention 4 N^2 d per layer), and the Llama encoder likewise; the VAE's attention exactly, its
     convolutions linear in area."""
     from fvbench.compute.flops import preset_flops
-    from fvbench.families._hunyuan import vae_decode_flops
+    from fvbench.families._hf_family import vae_decode_flops
 
     p = get_preset("hunyuanvideo")
     f = preset_flops(p)

@@ -119,3 +119,18 @@ def load_diffusers_model(cls_name: str) -> Callable[[Path, torch.dtype], torch.n
         return model
 
     return load
+
+
+def vae_decode_flops(preset: Preset, height: int, width: int) -> tuple[int, int, int]:
+    """(FLOPs, attention FLOPs, params) of decoding one video of ``preset`` at ``height`` x ``width`` as diffusers'
+    ``vae.decode`` runs it (its own frame-wise decode, tiles if ``vae_tiling``), counted directly at that size on
+    meta: a VAE with mid-block attention (HunyuanVideo's) is quadratic in area, so no scaling from a small size."""
+    spec = preset.components["vae"]
+    vf = preset.vae_spatial_factor
+
+    def decode(vae):
+        vae.use_tiling = preset.vae_tiling
+        return vae.decode(meta(1, vae.config.latent_channels, preset.latent_frames, height // vf, width // vf),
+                          return_dict=False)
+
+    return count_module(spec.type, spec.config, decode)

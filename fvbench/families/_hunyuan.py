@@ -18,7 +18,8 @@ import torch
 
 from fvbench.compute.timing import ComponentTimer, PeakMemory
 from fvbench.errors import FvbenchError
-from fvbench.families._hf_family import (check_options, count_module, flops_result, flow_scheduler, meta, row)
+from fvbench.families._hf_family import (check_options, count_module, flops_result, flow_scheduler, meta, row,
+                                         vae_decode_flops)
 from fvbench.generation.denoiser import GuidedCall
 from fvbench.generation.generator import Generator, StageOutput, stage_seed, to_pixels, to_uint8
 from fvbench.generation.noise import NoiseSource, SeededNoise
@@ -200,17 +201,3 @@ def preset_flops(preset: Preset) -> dict[str, Any]:
         rows.append(row(s.name, "vae decode" + (" (tiled)" if preset.vae_tiling else ""), dec[2], None, dec[0], 1))
         parts[s.name] = {"denoise": fl * calls, "denoise_attention": attn * calls, "vae_decode": dec[0]}
     return flops_result(preset, text, parts, rows)
-
-
-def vae_decode_flops(preset: Preset, height: int, width: int) -> tuple[int, int, int]:
-    """(FLOPs, attention FLOPs, params) of decoding one video, counted directly at its size on meta (the decoder's
-    mid-block attention is quadratic in area, so no scaling from a small size)."""
-    spec = preset.components["vae"]
-    vf = preset.vae_spatial_factor
-
-    def decode(vae):
-        vae.use_tiling = preset.vae_tiling
-        return vae.decode(meta(1, vae.config.latent_channels, preset.latent_frames, height // vf, width // vf),
-                          return_dict=False)
-
-    return count_module(spec.type, spec.config, decode)

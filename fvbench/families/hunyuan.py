@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fvbench.families._lazy import lazy_build, lazy_load
 from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, ComponentType, VaeGeometry,
-                                                _build_diffusers, register_component_type)
+                                                _build_diffusers, _build_tokenizer, register_component_type)
 from fvbench.generation.pipelines import PipelineInfo, register_pipeline
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")
@@ -22,30 +23,6 @@ def _latent_frames(frames: int) -> int:
     return (frames - 1) // 4 + 1
 
 
-def _load(kind: str, cls_name: str):
-    def load(path: Path, dtype: Any):
-        from fvbench.families import _hf_family
-
-        return getattr(_hf_family, kind)(cls_name)(path, dtype)
-
-    return load
-
-
-def _build(model_cls: str, config_cls: str):
-    def build(config: dict[str, Any]):
-        from fvbench.families._hf_family import build_transformers_model
-
-        return build_transformers_model(model_cls, config_cls)(config)
-
-    return build
-
-
-def _build_tokenizer(config: dict[str, Any]):
-    from fvbench.generation.models.registry import _build_tokenizer as builtin
-
-    return builtin(config)
-
-
 def _load_tokenizer(path: Path, dtype: Any):
     from fvbench.families._hf_family import load_auto_tokenizer
 
@@ -56,13 +33,14 @@ HUNYUAN_GEOMETRY = VaeGeometry(lambda c: int(c.get("spatial_compression_ratio", 
 
 for _ct in (
     ComponentType("hunyuan-transformer", _build_diffusers("HunyuanVideoTransformer3DModel"),
-                  _load("load_diffusers_model", "HunyuanVideoTransformer3DModel"), DIFFUSERS_WEIGHTS),
+                  lazy_load("load_diffusers_model", "HunyuanVideoTransformer3DModel"), DIFFUSERS_WEIGHTS),
     ComponentType("hunyuan-vae", _build_diffusers("AutoencoderKLHunyuanVideo"),
-                  _load("load_diffusers_model", "AutoencoderKLHunyuanVideo"), DIFFUSERS_WEIGHTS, vae=HUNYUAN_GEOMETRY),
-    ComponentType("hunyuan-llama", _build("LlamaModel", "LlamaConfig"), _load("load_transformers_model", "LlamaModel"),
-                  TRANSFORMERS_WEIGHTS),
-    ComponentType("hunyuan-clip-text", _build("CLIPTextModel", "CLIPTextConfig"),
-                  _load("load_transformers_model", "CLIPTextModel"), TRANSFORMERS_WEIGHTS),
+                  lazy_load("load_diffusers_model", "AutoencoderKLHunyuanVideo"), DIFFUSERS_WEIGHTS,
+                  vae=HUNYUAN_GEOMETRY),
+    ComponentType("hunyuan-llama", lazy_build("LlamaModel", "LlamaConfig"),
+                  lazy_load("load_transformers_model", "LlamaModel"), TRANSFORMERS_WEIGHTS),
+    ComponentType("hunyuan-clip-text", lazy_build("CLIPTextModel", "CLIPTextConfig"),
+                  lazy_load("load_transformers_model", "CLIPTextModel"), TRANSFORMERS_WEIGHTS),
     # in code: fvbench's builtin tokenizer (tiny and CPU-scale presets); from a folder: the class its config names
     ComponentType("hunyuan-tokenizer", _build_tokenizer, _load_tokenizer, TOKENIZER_FILES, meta_ok=False,
                   config_file=None),
