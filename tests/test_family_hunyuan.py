@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from _family_checks import assert_loads_the_same, assert_missing_file_named
+
 from fvbench.cli import main
 from fvbench.errors import FvbenchError
 from fvbench.generation.generator import Generator, stage_seed
@@ -84,23 +86,16 @@ def test_loader_round_trip_through_a_diffusers_folder(folder):
     gen, path = folder
     assert {"transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler"} <= {
         p.name for p in path.iterdir()}
-    loaded = Generator.from_preset(dataclasses.replace(_preset(), weights=str(path)))
+    loaded = assert_loads_the_same(gen, _preset(), path, PROMPT)
     assert type(loaded.components.modules["text_encoder"]).__name__ == "LlamaModel"
     assert type(loaded.components.modules["text_encoder_2"]).__name__ == "CLIPTextModel"
-    a, b = gen.generate(PROMPT, 3).stages[0], loaded.generate(PROMPT, 3).stages[0]
-    assert torch.equal(a.latents, b.latents) and torch.equal(a.video, b.video)
 
 
 @pytest.mark.parametrize("role,file", [("transformer", "diffusion_pytorch_model.safetensors"),
                                        ("text_encoder_2", "model.safetensors"), ("vae", "config.json"),
                                        ("tokenizer_2", "tokenizer.json")])
 def test_missing_file_is_a_one_line_error_naming_it(folder, role, file):
-    _, path = folder
-    (path / role / file).unlink()
-    with pytest.raises(FvbenchError) as e:
-        Generator.from_preset(dataclasses.replace(_preset(), weights=str(path)))
-    msg = str(e.value)
-    assert "\n" not in msg and role in msg and str(path / role) in msg
+    assert_missing_file_named(_preset(), folder[1], role, file)
 
 
 def test_truncated_weights_are_refused(folder, tmp_path):

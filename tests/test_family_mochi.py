@@ -1,11 +1,12 @@
 """Mochi (pipeline 'mochi'): equal to diffusers' MochiPipeline on tiny components, loads from a diffusers-layout
 folder, names a missing file, counts the real 10B configuration's FLOPs, runs from the CLI."""
 
-import dataclasses
 
 import numpy as np
 import pytest
 import torch
+
+from _family_checks import assert_loads_the_same, assert_missing_file_named
 
 from fvbench.cli import main
 from fvbench.errors import FvbenchError
@@ -80,7 +81,7 @@ def test_mask_and_statistics_matter():
     text.cond_mask = torch.ones_like(text.cond_mask)
     assert not torch.allclose(base.latents, gen.run_stage(0, text, 2).latents, atol=1e-4)
     z = torch.randn(1, 12, 3, 4, 4)
-    assert not torch.allclose(gen._unnormalise(z), z)
+    assert not torch.allclose(gen._to_vae(z), z)
 
 
 @pytest.fixture
@@ -94,20 +95,13 @@ def folder(tmp_path):
 def test_loader_round_trip_through_a_diffusers_folder(folder):
     gen, path = folder
     assert {"transformer", "vae", "text_encoder", "tokenizer", "scheduler"} <= {p.name for p in path.iterdir()}
-    loaded = Generator.from_preset(dataclasses.replace(_preset(), weights=str(path)))
-    a, b = gen.generate(PROMPT, 3).stages[0], loaded.generate(PROMPT, 3).stages[0]
-    assert torch.equal(a.latents, b.latents) and torch.equal(a.video, b.video)
+    assert_loads_the_same(gen, _preset(), path, PROMPT)
 
 
 @pytest.mark.parametrize("role,file", [("transformer", "diffusion_pytorch_model.safetensors"),
                                        ("vae", "config.json"), ("text_encoder", "model.safetensors")])
 def test_missing_file_is_a_one_line_error_naming_it(folder, role, file):
-    _, path = folder
-    (path / role / file).unlink()
-    with pytest.raises(FvbenchError) as e:
-        Generator.from_preset(dataclasses.replace(_preset(), weights=str(path)))
-    msg = str(e.value)
-    assert "\n" not in msg and role in msg and str(path / role) in msg
+    assert_missing_file_named(_preset(), folder[1], role, file)
 
 
 def test_bad_frame_count_and_options_are_refused():

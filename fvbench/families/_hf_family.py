@@ -13,24 +13,40 @@ from typing import Any, Callable
 import torch
 
 from fvbench.compute.flops import _count, _meta_module
+from fvbench.compute.timing import ComponentTimer, PeakMemory
+from fvbench.generation.denoiser import GuidedCall
+from fvbench.generation.generator import Generator, StageOutput, stage_seed, to_pixels, to_uint8
+from fvbench.generation.noise import NoiseSource, SeededNoise
 from fvbench.generation.presets import Preset, StageConfig
+from fvbench.generation.samplers.scheduler import sample_scheduler
 
 
-def load_transformers_model(cls_name: str) -> Callable[[Path, torch.dtype], torch.nn.Module]:
-    """A local-only loader for a ``transformers`` model class that refuses a folder missing some of its weights."""
+def _checked_loader(library: str, cls_name: str, dtype_arg: str) -> Callable[[Path, torch.dtype], torch.nn.Module]:
+    """A local-only ``from_pretrained`` loader that refuses a folder missing some of the class's weights (the library
+    would initialise them at random, with only a warning)."""
 
     def load(path: Path, dtype: torch.dtype) -> torch.nn.Module:
-        import transformers
+        import importlib
 
-        cls = getattr(transformers, cls_name)
-        model, info = cls.from_pretrained(path, dtype=dtype, local_files_only=True, output_loading_info=True)
+        cls = getattr(importlib.import_module(library), cls_name)
+        model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True, **{dtype_arg: dtype})
         missing = sorted(info.get("missing_keys") or [])
-        if missing:  # transformers would initialise them at random, with only a warning
+        if missing:
             raise ValueError(f"{len(missing)} weights of {cls_name} are not in the folder (e.g. "
                              f"{', '.join(missing[:3])}); a folder of another architecture?")
         return model
 
     return load
+
+
+def load_transformers_model(cls_name: str) -> Callable[[Path, torch.dtype], torch.nn.Module]:
+    """A checked local loader for a ``transformers`` model class (Llama, CLIP text)."""
+    return _checked_loader("transformers", cls_name, "dtype")
+
+
+def load_diffusers_model(cls_name: str) -> Callable[[Path, torch.dtype], torch.nn.Module]:
+    """A checked local loader for a diffusers model class (the families' transformers and VAEs)."""
+    return _checked_loader("diffusers", cls_name, "torch_dtype")
 
 
 def build_transformers_model(model_cls: str, config_cls: str) -> Callable[[dict[str, Any]], torch.nn.Module]:
@@ -72,7 +88,8 @@ def flow_scheduler(stage: StageConfig):
     return FlowMatchEulerDiscreteScheduler(**dict(stage.options.get("scheduler", {})))
 
 
-def count_module(type_name: str, config: dict[str, Any], call: Callable[[torch.nn.Module], Any]) -> tuple[int, int, int]:
+def count_module(type_name: str, config: dict[str, Any],
+                 call: Callable[[torch.nn.Module], Any]) -> tuple[int, int, int]:
     """(FLOPs, attention FLOPs, parameters) of ``call(module)`` on the meta device, the module built from its config."""
     module = _meta_module(type_name, json.dumps(config, sort_keys=True))
     flops, attention = _count(lambda: call(module))
@@ -86,7 +103,7 @@ def meta(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
 
 def flops_result(preset: Preset, text: int, stage_parts: dict[str, dict[str, int]],
                  rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The dict :func:`fvbench.compute.flops.preset_flops` returns, plus ``rows`` (per component, for `fvbench flops`)."""
+    """The dict :func:`fvbench.compute.flops.preset_flops` returns, plus ``rows`` (per component: `fvbench flops`)."""
     stages = {}
     for name, parts in stage_parts.items():
         s = {"denoise": 0, "denoise_attention": 0, "vae_encode": 0, "upsample": 0, "vae_decode": 0, **parts}
@@ -104,22 +121,6 @@ def row(stage: str, component: str, params: int, tokens: int | None, per_forward
             "attention_share": (attention / per_forward if per_forward else 0.0) if attention is not None else None}
 
 
-def load_diffusers_model(cls_name: str) -> Callable[[Path, torch.dtype], torch.nn.Module]:
-    """A local-only loader for a diffusers model class that refuses a folder missing some of its weights."""
-
-    def load(path: Path, dtype: torch.dtype) -> torch.nn.Module:
-        import diffusers
-
-        model, info = getattr(diffusers, cls_name).from_pretrained(path, torch_dtype=dtype, local_files_only=True,
-                                                                   output_loading_info=True)
-        missing = sorted(info.get("missing_keys") or [])
-        if missing:  # diffusers would initialise them at random, with only a warning
-            raise ValueError(f"{len(missing)} weights of {cls_name} are not in the folder (e.g. "
-                             f"{', '.join(missing[:3])}); a folder of another architecture?")
-        return model
-
-    return load
-
 
 def vae_decode_flops(preset: Preset, height: int, width: int) -> tuple[int, int, int]:
     """(FLOPs, attention FLOPs, params) of decoding one video of ``preset`` at ``height`` x ``width`` as diffusers'
@@ -134,3 +135,54 @@ def vae_decode_flops(preset: Preset, height: int, width: int) -> tuple[int, int,
                           return_dict=False)
 
     return count_module(spec.type, spec.config, decode)
+
+
+class FlowMatchGenerator(Generator):
+    """One stage from noise as diffusers' flow-matching video pipelines run it (HunyuanVideo, Mochi): latents
+    (B, C, F, H, W), a FlowMatchEulerDiscreteScheduler on the family's sigmas, the shared loop, a VAE decode.
+
+    A family says what differs: :meth:`_guided_call` (text conditioning, guidance), :meth:`_sigmas`, and
+    :meth:`_to_vae` (how the final latents become the VAE's input; default: divided by its scaling factor).
+    """
+
+    family = ""  # the pipeline's name, for errors
+
+    def _guided_call(self, stage: StageConfig, text: Any) -> GuidedCall:
+        raise NotImplementedError
+
+    def _sigmas(self, stage: StageConfig):
+        raise NotImplementedError
+
+    def _to_vae(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents.to(self._vae_dtype()) / float(self.components.vae.config.scaling_factor)
+
+    def _shape(self, stage: StageConfig) -> tuple[int, int, int, int, int]:
+        cfg = self.components.transformers[stage.transformer].config
+        vf = self.preset.vae_spatial_factor
+        return (1, cfg.in_channels, self.preset.latent_frames, stage.height // vf, stage.width // vf)
+
+    @torch.no_grad()
+    def run_stage(self, index: int, text: Any, seed: int, previous: StageOutput | None = None,
+                  stage: StageConfig | None = None, init: Any = None, noise: NoiseSource | None = None) -> StageOutput:
+        """Denoise from the stage's seeded noise (or ``noise``) over the family's sigmas, then decode."""
+        stage = stage or self.preset.stages[index]
+        self._check_stage(stage)
+        if init is not None:
+            raise ValueError(f"pipeline {self.family!r} starts every stage from noise; it takes no prepared init")
+        timer = ComponentTimer(self.device)
+        latents = (noise or SeededNoise(stage_seed(seed, index))).randn(self._shape(stage)).to(self.device)
+        model = self._guided_call(stage, text)
+        scheduler = flow_scheduler(stage)
+        scheduler.set_timesteps(sigmas=self._sigmas(stage), device=self.device)
+        scheduler.set_begin_index(0)  # as the pipelines do: the step index starts at 0, not looked up by timestep
+        steps: list[tuple[float, float]] = []
+        with PeakMemory(self.device) as mem:
+            with timer.time("denoise"):
+                latents = sample_scheduler(model, latents, scheduler, stage.cfg, trace=steps,
+                                           on_step=self._step_hook(index))
+            with timer.time("vae_decode"):
+                decoded = self.components.vae.decode(self._to_vae(latents), return_dict=False)[0]
+                video = to_uint8(decoded)
+                pixels = to_pixels(decoded) if self._keeps_pixels(index) else None
+        return StageOutput(stage.name, latents.cpu(), video, dict(timer.seconds), model.nfe, model.rows,
+                           mem.bytes, mem.kind, mem.scope, pixels, steps)

@@ -16,15 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from fvbench.compute.timing import ComponentTimer, PeakMemory
+from fvbench.compute.timing import ComponentTimer
 from fvbench.errors import FvbenchError
-from fvbench.families._hf_family import (check_options, count_module, flops_result, flow_scheduler, meta, row,
+from fvbench.families._hf_family import (FlowMatchGenerator, check_options, count_module, flops_result, meta, row,
                                          vae_decode_flops)
 from fvbench.generation.denoiser import GuidedCall
-from fvbench.generation.generator import Generator, StageOutput, stage_seed, to_pixels, to_uint8
-from fvbench.generation.noise import NoiseSource, SeededNoise
 from fvbench.generation.presets import Preset, StageConfig
-from fvbench.generation.samplers.scheduler import sample_scheduler
 
 # The stage options of pipeline 'hunyuan' and their defaults (HunyuanVideoPipeline.__call__'s).
 OPTIONS: dict[str, type | tuple[type, ...]] = {
@@ -80,8 +77,10 @@ class HunyuanText:
     uncond: HunyuanPrompt | None
 
 
-class HunyuanGenerator(Generator):
+class HunyuanGenerator(FlowMatchGenerator):
     """Runs a ``pipeline: hunyuan`` preset as HunyuanVideoPipeline does (fp32 on CPU: equal to it at 1e-5)."""
+
+    family = "hunyuan"
 
     # -- text ------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -89,8 +88,8 @@ class HunyuanGenerator(Generator):
         s = self.preset.stages[0]
         mods = self.components.modules
         crop = opt(s, "crop_start")
-        tok = mods["tokenizer"]([opt(s, "prompt_template").format(prompt)], max_length=self.preset.max_text_length + crop,
-                                padding="max_length", truncation=True, return_tensors="pt")
+        tok = mods["tokenizer"]([opt(s, "prompt_template").format(prompt)], padding="max_length", truncation=True,
+                                max_length=self.preset.max_text_length + crop, return_tensors="pt")
         ids, mask = tok.input_ids.to(self.device), tok.attention_mask.to(self.device)
         hidden = mods["text_encoder"](input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
         embeds = hidden[-(opt(s, "hidden_layers_to_skip") + 1)]
@@ -110,27 +109,16 @@ class HunyuanGenerator(Generator):
         return HunyuanText(cond, uncond), timer.seconds["text_encode"]
 
     # -- stages ----------------------------------------------------------------------------------------------
-    def _shape(self, stage: StageConfig) -> tuple[int, int, int, int, int]:
-        cfg = self.components.transformers[stage.transformer].config
-        vf = self.preset.vae_spatial_factor
-        return (1, cfg.in_channels, self.preset.latent_frames, stage.height // vf, stage.width // vf)
+    def _sigmas(self, stage: StageConfig) -> np.ndarray:
+        return np.linspace(1.0, 0.0, stage.nfe + 1)[:-1]
 
-    @torch.no_grad()
-    def run_stage(self, index: int, text: HunyuanText, seed: int, previous: StageOutput | None = None,
-                  stage: StageConfig | None = None, init: Any = None, noise: NoiseSource | None = None) -> StageOutput:
-        """Denoise from seeded noise over the stage's sigmas and decode; ``init`` is not used (one stage, from noise)."""
-        stage = stage or self.preset.stages[index]
-        self._check_stage(stage)
-        if init is not None:
-            raise ValueError("pipeline 'hunyuan' starts every stage from noise; it takes no prepared init")
+    def _guided_call(self, stage: StageConfig, text: HunyuanText) -> GuidedCall:
+        """The transformer with embedded guidance (x 1000) in every call; true CFG (cfg > 1) as a second call on the
+        empty prompt, the conditional one first."""
         if stage.cfg > 1.0 and text.uncond is None:
             raise FvbenchError(f"stage {stage.name!r} runs true CFG, but the empty prompt was not encoded")
         transformer = self.components.transformers[stage.transformer]
-        vae = self.components.vae
         dtype = self._model_dtype(stage)
-        timer = ComponentTimer(self.device)
-        noise = noise or SeededNoise(stage_seed(seed, index))
-        latents = noise.randn(self._shape(stage)).to(self.device)
         embedded = torch.tensor([float(opt(stage, "guidance_scale"))], dtype=dtype, device=self.device) * 1000.0
 
         def branch(p: HunyuanPrompt) -> dict[str, torch.Tensor]:
@@ -141,22 +129,7 @@ class HunyuanGenerator(Generator):
             return transformer(hidden_states=hidden_states.to(dtype), timestep=timestep.to(hidden_states.dtype),
                                guidance=embedded.expand(hidden_states.shape[0]), return_dict=False, **kwargs)[0]
 
-        model = GuidedCall(forward, branch(text.cond), branch(text.uncond) if stage.cfg > 1.0 else None, batched=False)
-        scheduler = flow_scheduler(stage)
-        scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, stage.nfe + 1)[:-1], device=self.device)
-        scheduler.set_begin_index(0)
-        steps: list[tuple[float, float]] = []
-        with PeakMemory(self.device) as mem:
-            with timer.time("denoise"):
-                latents = sample_scheduler(model, latents, scheduler, stage.cfg, trace=steps,
-                                           on_step=self._step_hook(index))
-            with timer.time("vae_decode"):
-                z = latents.to(self._vae_dtype()) / float(vae.config.scaling_factor)
-                decoded = vae.decode(z, return_dict=False)[0]
-                video = to_uint8(decoded)
-                pixels = to_pixels(decoded) if self._keeps_pixels(index) else None
-        return StageOutput(stage.name, latents.cpu(), video, dict(timer.seconds), model.nfe, model.rows,
-                           mem.bytes, mem.kind, mem.scope, pixels, steps)
+        return GuidedCall(forward, branch(text.cond), branch(text.uncond) if stage.cfg > 1.0 else None, batched=False)
 
 
 # -- FLOPs ---------------------------------------------------------------------------------------------------------

@@ -17,15 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fvbench.compute.timing import ComponentTimer, PeakMemory
+from fvbench.compute.timing import ComponentTimer
 from fvbench.errors import FvbenchError
-from fvbench.families._hf_family import (check_options, count_module, flops_result, flow_scheduler, meta, row,
+from fvbench.families._hf_family import (FlowMatchGenerator, check_options, count_module, flops_result, meta, row,
                                          vae_decode_flops)
 from fvbench.generation.denoiser import GuidedCall
-from fvbench.generation.generator import Generator, StageOutput, stage_seed, to_pixels, to_uint8
-from fvbench.generation.noise import NoiseSource, SeededNoise
 from fvbench.generation.presets import Preset, StageConfig
-from fvbench.generation.samplers.scheduler import sample_scheduler
 
 OPTIONS: dict[str, type | tuple[type, ...]] = {
     "scheduler": dict,  # FlowMatchEulerDiscreteScheduler arguments (the folder's scheduler_config.json)
@@ -73,8 +70,10 @@ class MochiText:
     uncond_mask: torch.Tensor | None
 
 
-class MochiGenerator(Generator):
+class MochiGenerator(FlowMatchGenerator):
     """Runs a ``pipeline: mochi`` preset as MochiPipeline does (fp32 on CPU: equal to it at 1e-5)."""
+
+    family = "mochi"
 
     @torch.no_grad()
     def _t5(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,12 +90,7 @@ class MochiGenerator(Generator):
             uncond, uncond_mask = self._t5("") if any(s.cfg > 1.0 for s in self.preset.stages) else (None, None)
         return MochiText(cond, cond_mask, uncond, uncond_mask), timer.seconds["text_encode"]
 
-    def _shape(self, stage: StageConfig) -> tuple[int, int, int, int, int]:
-        cfg = self.components.transformers[stage.transformer].config
-        vf = self.preset.vae_spatial_factor
-        return (1, cfg.in_channels, self.preset.latent_frames, stage.height // vf, stage.width // vf)
-
-    def _unnormalise(self, latents: torch.Tensor) -> torch.Tensor:
+    def _to_vae(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents as the VAE decodes them: x std / scaling + mean per channel (or / scaling without statistics)."""
         cfg = self.components.vae.config
         z = latents.to(self._vae_dtype())
@@ -107,48 +101,27 @@ class MochiGenerator(Generator):
         std = torch.tensor(cfg.latents_std).view(shape).to(z.device, z.dtype)
         return z * std / cfg.scaling_factor + mean
 
-    @torch.no_grad()
-    def run_stage(self, index: int, text: MochiText, seed: int, previous: StageOutput | None = None,
-                  stage: StageConfig | None = None, init: Any = None, noise: NoiseSource | None = None) -> StageOutput:
-        """Denoise from seeded noise over the linear-quadratic sigmas and decode; ``init`` is not used."""
-        stage = stage or self.preset.stages[index]
-        self._check_stage(stage)
-        if init is not None:
-            raise ValueError("pipeline 'mochi' starts every stage from noise; it takes no prepared init")
+    def _sigmas(self, stage: StageConfig) -> np.ndarray:
+        return linear_quadratic_sigmas(stage.nfe, stage.options.get("threshold_noise", 0.025),
+                                       stage.options.get("linear_steps"))
+
+    def _guided_call(self, stage: StageConfig, text: MochiText) -> GuidedCall:
+        """The transformer on the masked T5 embeddings; with CFG one call at batch 2 (the empty prompt first), its
+        output in float32 (Mochi guides and steps in float32)."""
         guided = stage.cfg > 1.0
         if guided and text.uncond is None:
             raise FvbenchError(f"stage {stage.name!r} guides, but the empty prompt was not encoded")
         transformer = self.components.transformers[stage.transformer]
         dtype = self._model_dtype(stage)
-        timer = ComponentTimer(self.device)
-        noise = noise or SeededNoise(stage_seed(seed, index))
-        latents = noise.randn(self._shape(stage)).to(self.device)
 
         def forward(hidden_states: torch.Tensor, timestep: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-            out = transformer(hidden_states=hidden_states.to(dtype), timestep=timestep.to(hidden_states.dtype),
-                              return_dict=False, **kwargs)[0]
-            return out.float()  # Mochi guides and steps in float32
+            return transformer(hidden_states=hidden_states.to(dtype), timestep=timestep.to(hidden_states.dtype),
+                               return_dict=False, **kwargs)[0].float()
 
         cond = {"encoder_hidden_states": text.cond.to(dtype), "encoder_attention_mask": text.cond_mask}
         uncond = ({"encoder_hidden_states": text.uncond.to(dtype), "encoder_attention_mask": text.uncond_mask}
                   if guided else None)
-        model = GuidedCall(forward, cond, uncond, batched=True)
-        scheduler = flow_scheduler(stage)
-        sigmas = linear_quadratic_sigmas(stage.nfe, stage.options.get("threshold_noise", 0.025),
-                                         stage.options.get("linear_steps"))
-        scheduler.set_timesteps(sigmas=sigmas, device=self.device)
-        scheduler.set_begin_index(0)
-        steps: list[tuple[float, float]] = []
-        with PeakMemory(self.device) as mem:
-            with timer.time("denoise"):
-                latents = sample_scheduler(model, latents, scheduler, stage.cfg, trace=steps,
-                                           on_step=self._step_hook(index))
-            with timer.time("vae_decode"):
-                decoded = self.components.vae.decode(self._unnormalise(latents), return_dict=False)[0]
-                video = to_uint8(decoded)
-                pixels = to_pixels(decoded) if self._keeps_pixels(index) else None
-        return StageOutput(stage.name, latents.cpu(), video, dict(timer.seconds), model.nfe, model.rows,
-                           mem.bytes, mem.kind, mem.scope, pixels, steps)
+        return GuidedCall(forward, cond, uncond, batched=True)
 
 
 # -- FLOPs ---------------------------------------------------------------------------------------------------------
@@ -163,7 +136,8 @@ class _AllTextValid:
             x = torch.cat([video_proj(hidden_states), text_proj(encoder_hidden_states)], dim=1)
             return x.unflatten(2, (attn.heads, -1)).transpose(1, 2)
 
-        q, k, v = heads(attn.to_q, attn.add_q_proj), heads(attn.to_k, attn.add_k_proj), heads(attn.to_v, attn.add_v_proj)
+        q, k = heads(attn.to_q, attn.add_q_proj), heads(attn.to_k, attn.add_k_proj)
+        v = heads(attn.to_v, attn.add_v_proj)
         out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2, 3)
         video, text = out[:, :n], out[:, n:]
         video = attn.to_out[0](video)
@@ -193,7 +167,8 @@ def _transformer(module, frames: int, h: int, w: int, text_len: int, batch: int)
             m.processor = p
 
 
-def transformer_flops(preset: Preset, stage: StageConfig, batch: int, text_len: int | None = None) -> tuple[int, int, int]:
+def transformer_flops(preset: Preset, stage: StageConfig, batch: int,
+                      text_len: int | None = None) -> tuple[int, int, int]:
     """(FLOPs, attention FLOPs, params) of one transformer call at ``batch`` with ``text_len`` valid text tokens
     per row (default: all ``max_text_length``, an upper bound: the real call attends to the prompt's own tokens)."""
     spec = preset.components[stage.transformer]
@@ -205,7 +180,8 @@ def transformer_flops(preset: Preset, stage: StageConfig, batch: int, text_len: 
 def preset_flops(preset: Preset) -> dict[str, Any]:
     """FLOPs of one video, counted on the meta device: T5 on the prompt (and on '' with CFG), NFE transformer calls
     (batch 2 with CFG) attending to all ``max_text_length`` text tokens (an upper bound: the pipeline drops padding
-    tokens, about 1% of the attention at the native size), the VAE decode at full size (the decoder has no attention)."""
+    tokens, about 1% of the attention at the native size), the VAE decode at full size (its decoder has no
+    attention)."""
     comps = preset.components
     L = preset.max_text_length
     encodes = 2 if any(s.cfg > 1.0 for s in preset.stages) else 1
