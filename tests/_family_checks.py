@@ -27,3 +27,18 @@ def assert_missing_file_named(preset: Preset, folder: Path, role: str, file: str
         Generator.from_preset(dataclasses.replace(preset, weights=str(folder)))
     msg = str(e.value)
     assert "\n" not in msg and role in msg and str(folder / role) in msg
+
+
+def assert_defaults(cls, given: dict, skip: tuple[str, ...] = ()) -> None:
+    """Every value in ``given`` equals the default of ``cls.__init__`` (or ``__call__``) for that name: a preset
+    transcribed from a published config that equals the class defaults carries no typo."""
+    import inspect
+
+    fn = cls.__init__ if isinstance(cls, type) else cls
+    params = inspect.signature(fn).parameters
+    for key, value in given.items():
+        if key in skip:
+            continue
+        default = params[key].default
+        default = list(default) if isinstance(default, tuple) else default
+        assert value == default, f"{key}: preset {value!r}, diffusers default {default!r}"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from _family_checks import assert_loads_the_same, assert_missing_file_named
+from _family_checks import assert_defaults, assert_loads_the_same, assert_missing_file_named
 
 from fvbench.cli import main
 from fvbench.errors import FvbenchError
@@ -117,6 +117,25 @@ def test_bad_frame_count_and_options_are_refused():
         _preset().with_overrides(frames=10)
     with pytest.raises(FvbenchError, match="unknown option 'flow_shfit'"):
         _preset(options={**_preset().stages[0].options, "flow_shfit": 5.0})
+
+
+def test_real_preset_follows_diffusers():
+    """The 13B preset's architecture and sampling settings are diffusers' own (the converter's HYVideo-T/2-cfgdistill
+    config is the transformer's default; the VAE is built with no arguments; __call__'s defaults)."""
+    from diffusers import AutoencoderKLHunyuanVideo, HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
+
+    p = get_preset("hunyuanvideo")
+    assert_defaults(HunyuanVideoTransformer3DModel, p.components["transformer"].config)
+    assert_defaults(AutoencoderKLHunyuanVideo, p.components["vae"].config)
+    s = p.stages[0]
+    assert (s.options["prompt_template"], s.options["crop_start"]) == (DEFAULT_PROMPT_TEMPLATE["template"],
+                                                                       DEFAULT_PROMPT_TEMPLATE["crop_start"])
+    assert_defaults(HunyuanVideoPipeline.__call__, {"height": s.height, "width": s.width, "num_frames": p.frames,
+                                                    "num_inference_steps": s.nfe, "true_cfg_scale": s.cfg,
+                                                    "guidance_scale": s.options["guidance_scale"],
+                                                    "max_sequence_length": p.max_text_length})
+    assert s.options["scheduler"] == {"shift": 7.0}
 
 
 def test_real_13b_flops_match_an_analytic_count():

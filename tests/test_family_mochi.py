@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from _family_checks import assert_loads_the_same, assert_missing_file_named
+from _family_checks import assert_defaults, assert_loads_the_same, assert_missing_file_named
 
 from fvbench.cli import main
 from fvbench.errors import FvbenchError
@@ -138,6 +138,21 @@ def test_meta_count_equals_a_count_of_the_real_processor():
     counted = transformer_flops(p, stage, 2)[0]
     assert counted == real(p.max_text_length)
     assert real(3) < counted
+
+
+def test_real_preset_follows_diffusers():
+    """The 10B preset's published configs equal diffusers' class defaults, and its sampling is __call__'s defaults
+    (steps, guidance, text length) with Genmo's 163 frames; the schedule threshold is the pipeline's."""
+    from diffusers import AutoencoderKLMochi, MochiPipeline, MochiTransformer3DModel
+
+    p = get_preset("mochi-1-preview")
+    assert_defaults(MochiTransformer3DModel, p.components["transformer"].config)
+    assert_defaults(AutoencoderKLMochi, p.components["vae"].config)
+    s = p.stages[0]
+    assert_defaults(MochiPipeline.__call__, {"num_inference_steps": s.nfe, "guidance_scale": s.cfg,
+                                             "max_sequence_length": p.max_text_length})
+    assert (s.height, s.width, p.frames, p.latent_frames) == (480, 848, 163, 28)
+    assert s.options == {"scheduler": {"invert_sigmas": True}, "threshold_noise": 0.025}
 
 
 def test_real_10b_flops_match_an_analytic_count():
