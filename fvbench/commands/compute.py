@@ -70,7 +70,7 @@ def flops(preset: str | None, resolution: str | None, frames: int | None, nfe: i
     from fvbench.generation.pipelines import flops_rule
 
     if flops_rule(p) is not None:  # a model family's own rule: its rows, or one row per stage part
-        rows = total.get("components") or _rule_rows(p, total)
+        rows = total.get("rows") or _rule_rows(p, total)
         _print_flops(p, rows, total, as_json)
         return
     text = text_encoder_flops(p)
@@ -121,10 +121,10 @@ def _rule_rows(p, total: dict) -> list[dict]:
 def _print_flops(p, rows: list[dict], total: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"preset": p.name, "unit": "FLOPs per video (multiply-add = 2)", "rows": rows,
-                               "total": {k: v for k, v in total.items() if k != "components"}}, indent=2))
+                               "total": {k: v for k, v in total.items() if k != "rows"}}, indent=2))
         return
     click.echo(f"{p.name}: FLOPs of one video, counted on the meta device (1 multiply-add = 2 FLOPs; "
-               f"a CFG step is one forward at batch 2; TFLOP = 1e12)")
+               f"a CFG step counted as its pipeline runs it: one forward at batch 2, or two forwards; TFLOP = 1e12)")
     if p.release:
         click.echo(f"samples as released: {p.release}")
     if p.cost_only:

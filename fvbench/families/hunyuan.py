@@ -1,0 +1,53 @@
+"""Plug-in: HunyuanVideo (diffusers' HunyuanVideoPipeline) as pipeline ``hunyuan`` and its component types.
+
+Light to import: it only registers; the generator, builders and FLOP rule live in :mod:`fvbench.families._hunyuan`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fvbench.families._lazy import lazy_build, lazy_load
+from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, ComponentType, VaeGeometry,
+                                                _build_diffusers, _build_tokenizer, register_component_type)
+from fvbench.generation.pipelines import PipelineInfo, register_pipeline
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")
+
+
+def _latent_frames(frames: int) -> int:
+    if frames <= 0 or (frames - 1) % 4:
+        raise ValueError(f"frames must be of the form 4k+1 (the HunyuanVideo VAE compresses time 4x after the first "
+                         f"frame: 9, 17, ..., 129); got {frames}")
+    return (frames - 1) // 4 + 1
+
+
+def _load_tokenizer(path: Path, dtype: Any):
+    from fvbench.families._hf_family import load_auto_tokenizer
+
+    return load_auto_tokenizer(path, dtype)
+
+
+HUNYUAN_GEOMETRY = VaeGeometry(lambda c: int(c.get("spatial_compression_ratio", 8)), _latent_frames)
+
+for _ct in (
+    ComponentType("hunyuan-transformer", _build_diffusers("HunyuanVideoTransformer3DModel"),
+                  lazy_load("load_diffusers_model", "HunyuanVideoTransformer3DModel"), DIFFUSERS_WEIGHTS),
+    ComponentType("hunyuan-vae", _build_diffusers("AutoencoderKLHunyuanVideo"),
+                  lazy_load("load_diffusers_model", "AutoencoderKLHunyuanVideo"), DIFFUSERS_WEIGHTS,
+                  vae=HUNYUAN_GEOMETRY),
+    ComponentType("hunyuan-llama", lazy_build("LlamaModel", "LlamaConfig"),
+                  lazy_load("load_transformers_model", "LlamaModel"), TRANSFORMERS_WEIGHTS),
+    ComponentType("hunyuan-clip-text", lazy_build("CLIPTextModel", "CLIPTextConfig"),
+                  lazy_load("load_transformers_model", "CLIPTextModel"), TRANSFORMERS_WEIGHTS),
+    # in code: fvbench's builtin tokenizer (tiny and CPU-scale presets); from a folder: the class its config names
+    ComponentType("hunyuan-tokenizer", _build_tokenizer, _load_tokenizer, TOKENIZER_FILES, meta_ok=False,
+                  config_file=None),
+):
+    register_component_type(_ct)
+
+register_pipeline(PipelineInfo(
+    "hunyuan", "fvbench.families._hunyuan:HunyuanGenerator", ("flow-match-euler",), ("noise",),
+    flops="fvbench.families._hunyuan:preset_flops", validate="fvbench.families._hunyuan:validate",
+    description="HunyuanVideo as diffusers' HunyuanVideoPipeline runs it (Llama + CLIP text, embedded guidance)"))

@@ -1,0 +1,37 @@
+"""Plug-in: Mochi 1 (diffusers' MochiPipeline) as pipeline ``mochi`` and its component types.
+
+Light to import: it only registers; the generator and FLOP rule live in :mod:`fvbench.families._mochi`. Mochi's text
+side is T5-v1.1-XXL, fvbench's own ``t5-encoder`` / ``t5-tokenizer`` types.
+"""
+
+from __future__ import annotations
+
+import math
+
+from fvbench.families._lazy import lazy_load
+from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, ComponentType, VaeGeometry, _build_diffusers,
+                                                register_component_type)
+from fvbench.generation.pipelines import PipelineInfo, register_pipeline
+
+
+def _latent_frames(frames: int) -> int:
+    if frames <= 0 or (frames - 1) % 6:
+        raise ValueError(f"frames must be of the form 6k+1 (the Mochi VAE compresses time 6x and drops the first 5 "
+                         f"decoded frames: 7, 13, ..., 163); got {frames}")
+    return (frames - 1) // 6 + 1
+
+
+MOCHI_GEOMETRY = VaeGeometry(lambda c: math.prod(c.get("spatial_expansions", (2, 2, 2))), _latent_frames)
+
+for _ct in (
+    ComponentType("mochi-transformer", _build_diffusers("MochiTransformer3DModel"),
+                  lazy_load("load_diffusers_model", "MochiTransformer3DModel"), DIFFUSERS_WEIGHTS),
+    ComponentType("mochi-vae", _build_diffusers("AutoencoderKLMochi"), lazy_load("load_diffusers_model",
+                  "AutoencoderKLMochi"), DIFFUSERS_WEIGHTS, vae=MOCHI_GEOMETRY),
+):
+    register_component_type(_ct)
+
+register_pipeline(PipelineInfo(
+    "mochi", "fvbench.families._mochi:MochiGenerator", ("flow-match-euler",), ("noise",),
+    flops="fvbench.families._mochi:preset_flops", validate="fvbench.families._mochi:validate",
+    description="Mochi 1 as diffusers' MochiPipeline runs it (masked T5, linear-quadratic sigmas, batched CFG)"))
