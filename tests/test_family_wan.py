@@ -330,3 +330,25 @@ def test_cli_run_end_to_end_on_tiny_presets(tmp_path, capsys):
     for path in df.final_video_path.tolist():
         assert (out / path).is_file()
     assert (df.flops_total > 0).all()
+
+
+def test_flops_command_prints_the_family_rule(capsys):
+    assert main(["flops", "--preset", "wan2.2-t2v-a14b"]) == 0
+    out = capsys.readouterr().out
+    total = preset_flops(get_preset("wan2.2-t2v-a14b"))["total"]
+    assert f"total: {total / 1e12:,.2f} TFLOP per video" in out
+    assert "vae decode (not decoded)" in out and "14,288,491,584" in out  # the 14B expert's parameters
+    lines = [line for line in out.splitlines() if line.startswith("low_noise 720x1280x81f")]
+    assert len(lines) == 1 and " 54 " in lines[0]  # 27 steps x (cond + uncond)
+
+
+def test_scheduler_component_reaches_the_stage_keys():
+    """The scheduler is a component no stage names: its config must still change every stage's key."""
+    base = get_preset("tiny-wan22")
+    comps = dict(base.components)
+    comps["scheduler"] = dataclasses.replace(comps["scheduler"], config={**comps["scheduler"].config, "flow_shift": 5.0})
+    other = dataclasses.replace(base, components=comps)
+    gen = Generator.from_preset(base)
+    a = gen.stage_keys(PROMPT, SEED)
+    b = _gen(other, gen.components).stage_keys(PROMPT, SEED)
+    assert a[0].output != b[0].output and a[1].output != b[1].output

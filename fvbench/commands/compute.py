@@ -61,6 +61,11 @@ def flops(preset: str | None, resolution: str | None, frames: int | None, nfe: i
         overrides.setdefault(last, {})["nfe"] = nfe
     p = p.with_overrides(overrides, frames)
     total = preset_flops(p)
+    from fvbench.generation.pipelines import flops_rule
+
+    if flops_rule(p) is not None:  # a model family's own rule: print what it returns
+        _family_table(p, total, as_json)
+        return
     text = text_encoder_flops(p)
     rows = [{"stage": "-", "component": "text_encoder", "params": text.params, "tokens": text.tokens,
              "flops_per_forward": text.flops, "forwards": 2 if p.uncond == "empty" else 1,
@@ -102,6 +107,34 @@ def flops(preset: str | None, resolution: str | None, frames: int | None, nfe: i
                    f"{_tera(r['flops_per_forward']):>14s} {r['forwards']:>8d} {_tera(r['flops_total']):>14s} {share:>9s}")
     click.echo(f"total: {_tera(total['total'])} TFLOP per video (text encoder + all stages incl. VAE); "
                f"upsampling, norms, softmax and activations are not counted")
+
+
+def _family_table(p, total: dict, as_json: bool) -> None:
+    """The per-stage FLOPs a model family's rule returned (``forward``/``calls``/``params`` when it gives them)."""
+    if as_json:
+        click.echo(json.dumps({"preset": p.name, "pipeline": p.pipeline, "unit": "FLOPs per video (multiply-add = 2)",
+                               "total": total}, indent=2))
+        return
+    click.echo(f"{p.name} (pipeline {p.pipeline}): FLOPs of one video, counted on the meta device by the pipeline's "
+               f"rule (1 multiply-add = 2 FLOPs; TFLOP = 1e12)")
+    click.echo(f"{'stage':32s} {'component':26s} {'params':>15s} {'TFLOP/call':>11s} {'calls':>6s} {'TFLOP total':>12s} "
+               f"{'attention':>9s}")
+    click.echo(f"{'-':32s} {'text encoder':26s} {'':>15s} {'':>11s} {'':>6s} {_tera(total['text_encode']):>12s}")
+    for s in p.stages:
+        sf = total["stages"][s.name]
+        where = f"{s.name} {s.height}x{s.width}x{p.frames}f"
+        share = f"{sf['denoise_attention'] / sf['denoise']:.1%}" if sf["denoise"] else ""
+        params = f"{sf['params']:,d}" if "params" in sf else ""
+        fwd = _tera(sf["forward"]) if "forward" in sf else ""
+        calls = str(sf["calls"]) if "calls" in sf else ""
+        click.echo(f"{where:32s} {'transformer (' + s.transformer + ')':26s} {params:>15s} {fwd:>11s} {calls:>6s} "
+                   f"{_tera(sf['denoise']):>12s} {share:>9s}")
+        for key, label in (("upsample", "upsample"), ("vae_encode", "vae encode"), ("vae_decode", "vae decode")):
+            if sf.get(key) or key == "vae_decode":
+                note = "" if sf.get(key) else " (not decoded)"
+                click.echo(f"{s.name:32s} {label + note:26s} {'':>15s} {'':>11s} {'':>6s} {_tera(sf.get(key, 0)):>12s}")
+    click.echo(f"total: {_tera(total['total'])} TFLOP per video (text encoder + all stages incl. VAE); "
+               f"norms, softmax and activations are not counted")
 
 
 def _compare(name: str, gpu: str, gpu_tflops: float | None, utilization: float, as_json: bool) -> None:

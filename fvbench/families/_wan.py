@@ -44,31 +44,7 @@ from fvbench.generation.presets import Preset, StageConfig
 from fvbench.generation.samplers.scheduler import sample_scheduler
 
 
-# -- component builders (called through the plug-in's component types) -------------------------------------------
-def build_umt5(config: dict[str, Any]):
-    """A UMT5 encoder (Wan's text encoder class) from a config; the vocabulary defaults to the builtin tokenizer's."""
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    from fvbench.generation.models.tokenizer import builtin_tokenizer
-
-    cfg = dict(config)
-    cfg.setdefault("vocab_size", len(builtin_tokenizer()))
-    return UMT5EncoderModel(UMT5Config(**cfg))
-
-
-def load_umt5(path: Path, dtype: torch.dtype):
-    from transformers import UMT5EncoderModel
-
-    return UMT5EncoderModel.from_pretrained(path, dtype=dtype, local_files_only=True)
-
-
-def build_scheduler(config: dict[str, Any]):
-    """diffusers' UniPCMultistepScheduler from the published ``scheduler_config.json`` values."""
-    from diffusers import UniPCMultistepScheduler
-
-    return UniPCMultistepScheduler(**config)
-
-
+# -- component loaders (called through the plug-in's component types) --------------------------------------------
 def load_scheduler(path: Path, dtype: torch.dtype):
     from diffusers import UniPCMultistepScheduler
 
@@ -242,14 +218,6 @@ def _flops_module():
     return flops
 
 
-def transformer_flops(type_name: str, config: dict[str, Any], latent_frames: int, h: int, w: int,
-                      text_len: int) -> tuple[int, int]:
-    """(FLOPs, attention FLOPs) of one WanTransformer3DModel forward at batch 1, counted on the meta device."""
-    fl = _flops_module()
-    key = fl._key(config)
-    return _transformer_flops(type_name, key, latent_frames, h, w, text_len)
-
-
 @lru_cache(maxsize=64)
 def _transformer_flops(type_name: str, key: str, latent_frames: int, h: int, w: int, text_len: int) -> tuple[int, int]:
     fl = _flops_module()
@@ -260,6 +228,11 @@ def _transformer_flops(type_name: str, key: str, latent_frames: int, h: int, w: 
     enc = torch.empty(1, text_len, cfg.text_dim, device=meta)
     t = torch.zeros(1, device=meta)
     return fl._count(lambda: model(hidden_states=x, timestep=t, encoder_hidden_states=enc, return_dict=False))
+
+
+@lru_cache(maxsize=64)
+def _params(type_name: str, key: str) -> int:
+    return sum(q.numel() for q in _flops_module()._meta_module(type_name, key).parameters())
 
 
 @lru_cache(maxsize=64)
@@ -304,5 +277,7 @@ def preset_flops(preset: Preset) -> dict[str, Any]:
         out = {"denoise": s.nfe * calls * fwd, "denoise_attention": s.nfe * calls * attn, "vae_encode": 0,
                "upsample": 0, "vae_decode": dec}
         out["total"] = out["denoise"] + out["vae_decode"]
+        # what `fvbench flops` prints beside the totals: one transformer call, how many, the transformer's size
+        out.update(forward=fwd, calls=s.nfe * calls, params=_params(spec.type, fl._key(spec.config)))
         stages[s.name] = out
     return {"text_encode": text, "stages": stages, "total": text + sum(s["total"] for s in stages.values())}

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, ComponentType, VaeGeometry,
-                                                _build_diffusers, _load_diffusers, register_component_type)
+                                                _build_diffusers, _build_transformers, _load_diffusers,
+                                                _load_transformers, register_component_type)
 from fvbench.generation.pipelines import PipelineInfo, register_pipeline
 
 if TYPE_CHECKING:
@@ -50,10 +51,12 @@ for _ct in (
                   _load_diffusers("WanTransformer3DModel"), DIFFUSERS_WEIGHTS, spatial_multiple=_wan_patch),
     ComponentType("wan-vae", _build_diffusers("AutoencoderKLWan"), _load_diffusers("AutoencoderKLWan"),
                   DIFFUSERS_WEIGHTS, vae=VaeGeometry(_wan_spatial_factor, wan_latent_frames)),
-    ComponentType("umt5-encoder", lambda c: _heavy("build_umt5")(c), lambda p, d: _heavy("load_umt5")(p, d),
-                  TRANSFORMERS_WEIGHTS),
-    ComponentType("unipc-scheduler", lambda c: _heavy("build_scheduler")(c), lambda p, d: _heavy("load_scheduler")(p, d),
-                  ("scheduler_config.json",), meta_ok=False, config_file="scheduler_config.json"),
+    ComponentType("umt5-encoder", _build_transformers("UMT5EncoderModel", "UMT5Config"),
+                  _load_transformers("UMT5EncoderModel"), TRANSFORMERS_WEIGHTS),
+    # the published scheduler/scheduler_config.json; built from the preset's copy of its values for builtin presets
+    ComponentType("unipc-scheduler", _build_diffusers("UniPCMultistepScheduler"),
+                  lambda p, d: _heavy("load_scheduler")(p, d), ("scheduler_config.json",), meta_ok=False,
+                  config_file="scheduler_config.json"),
 ):
     register_component_type(_ct, origin=__name__)
 
