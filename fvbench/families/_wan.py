@@ -10,8 +10,8 @@ What equals diffusers' ``WanPipeline`` and what is fvbench's own:
 * Expert split (Wan 2.2 A14B), ``schedule: shared``: ONE grid of ``grid_steps`` (diffusers' ``num_inference_steps``);
   the high-noise expert takes the steps whose timestep is >= ``boundary_ratio * num_train_timesteps`` (its ``nfe``
   must be that count, checked when it runs), the low-noise expert the rest, continuing the same multistep scheduler
-  (UniPC's history crosses the boundary). Same as diffusers, bit for bit in fp32. Not sweepable: moving stage 2's
-  steps would change the grid stage 1 ran on.
+  (UniPC's history crosses the boundary). Same as diffusers (latents and frames within 1e-5 in fp32, tested). Not
+  sweepable: moving stage 2's steps would change the grid stage 1 ran on.
 * Expert split, ``schedule: split`` (the default; fvbench's own variant, for NFE sweeps): stage 1 runs its own
   ``nfe``-step grid from sigma 1 down to the boundary sigma (``boundary_ratio`` in shifted-sigma space, where
   diffusers' switch happens), stage 2 its own ``nfe``-step grid from the boundary down to 0 with a fresh scheduler
@@ -79,6 +79,12 @@ def boundary_steps(scheduler, ratio: float) -> int:
     return int((scheduler.timesteps >= ratio * scheduler.config.num_train_timesteps).sum())
 
 
+def decodes(preset: Preset, index: int, stage: StageConfig | None = None) -> bool:
+    """Whether a stage decodes its latents: option ``decode``, by default only the last stage."""
+    stage = stage or preset.stages[index]
+    return bool(stage.options.get("decode", index == len(preset.stages) - 1))
+
+
 # -- the generator --------------------------------------------------------------------------------------------------
 class WanGenerator(Generator):
     """``WanPipeline`` as fvbench stages: Wan 2.1 in one stage, Wan 2.2's two experts as a two-stage cascade.
@@ -123,9 +129,6 @@ class WanGenerator(Generator):
         base = self.components.modules["scheduler"]
         extra = {"flow_shift": float(stage.options["flow_shift"])} if "flow_shift" in stage.options else {}
         return type(base).from_config(base.config, **extra)
-
-    def _decodes(self, index: int, stage: StageConfig) -> bool:
-        return bool(stage.options.get("decode", index == len(self.preset.stages) - 1))
 
     def _plan(self, index: int, stage: StageConfig, previous: StageOutput | None):
         """The stage's scheduler, ready to step, and its (start, stop) slice of the scheduler's timesteps."""
@@ -189,7 +192,7 @@ class WanGenerator(Generator):
                                            on_step=None if hook is None else (lambda i, x: hook(i - start, x)))
             sigma_end = float(scheduler.sigmas[stop])
             pixels = None
-            if self._decodes(index, stage):
+            if decodes(self.preset, index, stage):
                 with timer.time("vae_decode"):
                     decoded = self._decode(latents)
                     video = to_uint8(decoded)
@@ -255,7 +258,8 @@ def _text_flops(type_name: str, key: str, length: int) -> int:
 def preset_flops(preset: Preset) -> dict[str, Any]:
     """FLOPs of one video through a Wan preset, as fvbench runs it.
 
-    Text: one UMT5 encode of ``max_text_length`` tokens, two when a stage guides (the negative prompt). Each stage:
+    Text: one UMT5 encode of ``max_text_length`` tokens, two when a stage guides with ``uncond: empty`` (the negative
+    prompt). Each stage:
     ``nfe`` steps x (2 transformer calls at batch 1 with CFG, else 1) at the native latent grid, with all
     ``max_text_length`` text tokens in cross-attention (Wan zero-pads, it does not mask); the VAE decode where the
     stage decodes (the undecoded high-noise expert: 0). No VAE encode, no upsample.
@@ -263,7 +267,8 @@ def preset_flops(preset: Preset) -> dict[str, Any]:
     fl = _flops_module()
     guided = any(s.cfg > 1.0 for s in preset.stages)
     te = preset.components["text_encoder"]
-    text = _text_flops(te.type, fl._key(te.config), preset.max_text_length) * (2 if guided else 1)
+    text = _text_flops(te.type, fl._key(te.config), preset.max_text_length) * (2 if guided and preset.uncond == "empty"
+                                                                                 else 1)
     vf = preset.vae_spatial_factor
     stages: dict[str, dict[str, int]] = {}
     for i, s in enumerate(preset.stages):
@@ -271,9 +276,9 @@ def preset_flops(preset: Preset) -> dict[str, Any]:
         fwd, attn = _transformer_flops(spec.type, fl._key(spec.config), preset.latent_frames, s.height // vf,
                                        s.width // vf, preset.max_text_length)
         calls = 2 if s.cfg > 1.0 else 1
-        decodes = bool(s.options.get("decode", i == len(preset.stages) - 1))
         vae = preset.components["vae"]
-        dec = _vae_decode_flops(fl._key(vae.config), preset.latent_frames, s.height // vf, s.width // vf) if decodes else 0
+        dec = (_vae_decode_flops(fl._key(vae.config), preset.latent_frames, s.height // vf, s.width // vf)
+               if decodes(preset, i) else 0)
         out = {"denoise": s.nfe * calls * fwd, "denoise_attention": s.nfe * calls * attn, "vae_encode": 0,
                "upsample": 0, "vae_decode": dec}
         out["total"] = out["denoise"] + out["vae_decode"]
