@@ -154,13 +154,13 @@ def test_split_schedule_grids_meet_at_the_boundary():
 
 
 def test_split_prefix_is_computed_once_and_reused_bitwise(tmp_path):
-    """--stage-nfe 1=1,2 --stage-nfe 2=2,3 on tiny-wan22: the high-noise stage once per stage-1 variant and prompt,
+    """--stage-nfe 1=1,2 --stage-nfe 2=2,3 on tiny-wan22: the high-noise stage once per stage-1 variant,
     each low-noise variant continuing that cached output; every video equals direct generation bitwise."""
     prompts = tmp_path / "p.txt"
-    prompts.write_text("a red cat\na blue dog\n")
+    prompts.write_text("a red cat\n")
     plan = make_plan(str(prompts), SweepOptions(presets=("tiny-wan22",), stage_nfe=((1, (1, 2)), (2, (2, 3)))),
                      samples=1)
-    assert len(plan.units) == 8
+    assert len(plan.units) == 4
     videos: dict = {}
 
     def capture(video, unit, path):  # the final video of each unit, as the worker hands it to metrics
@@ -171,10 +171,8 @@ def test_split_prefix_is_computed_once_and_reused_bitwise(tmp_path):
     rows = [r.row for g in plan.groups for r in worker.process(g, set())]
     assert all(r["status"] == "done" for r in rows), [r.get("error") for r in rows]
     by_unit = {u.unit_hash: u for u in plan.units}
-    for prompt in ("a red cat", "a blue dog"):
-        mine = [r for r in rows if r["prompt"] == prompt]
-        assert Counter(r["s1_nfe"] for r in mine if not r["s1_shared"]) == {1: 1, 2: 1}
-        assert sum(r["s1_shared"] for r in mine) == 2
+    assert Counter(r["s1_nfe"] for r in rows if not r["s1_shared"]) == {1: 1, 2: 1}  # once per stage-1 variant
+    assert sum(r["s1_shared"] for r in rows) == 2
     comps = worker.components("tiny-wan22")
     for r in rows:
         direct = _gen(by_unit[r["unit_hash"]].config.preset, comps).generate(r["prompt"], r["seed"])
