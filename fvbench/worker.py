@@ -70,6 +70,8 @@ class GroupWorker:
     def _save(self, kind: str, unit: Unit, video: torch.Tensor, row: dict[str, Any], stage: int) -> None:
         if self.save_videos == "none" or (kind == "videos" and self.save_videos == "previews"):
             return
+        if not video.shape[0]:  # a stage that does not decode its latents (Wan 2.2's high-noise expert)
+            return
         name, _ = vbench_file_name(unit.prompt.text, unit.sample)
         path = write_mp4(video, safe_path(self.run_dir, kind, unit.config.label, name))
         row[f"s{stage}_video_path"] = str(path.relative_to(self.run_dir))

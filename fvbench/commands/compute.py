@@ -107,14 +107,17 @@ def _rule_rows(p, total: dict) -> list[dict]:
     for s in p.stages:
         sf = total["stages"][s.name]
         share = sf["denoise_attention"] / sf["denoise"] if sf.get("denoise") else None
+        calls = sf.get("calls", s.nfe)  # a rule may say how many calls (two per guided step: Wan) and their size
         rows.append({"stage": f"{s.name} {s.height}x{s.width}x{p.frames}f", "component": f"transformer ({s.transformer})",
-                     "params": None, "tokens": None, "flops_per_forward": sf["denoise"] // max(s.nfe, 1),
-                     "forwards": s.nfe, "flops_total": sf["denoise"], "attention_share": share})
+                     "params": sf.get("params"), "tokens": None,
+                     "flops_per_forward": sf.get("forward", sf["denoise"] // max(calls, 1)), "forwards": calls,
+                     "flops_total": sf["denoise"], "attention_share": share})
         for part in ("upsample", "vae_encode", "vae_decode"):
-            if sf.get(part):
-                rows.append({"stage": s.name, "component": part.replace("_", " "), "params": None, "tokens": None,
-                             "flops_per_forward": sf[part], "forwards": 1, "flops_total": sf[part],
-                             "attention_share": None})
+            if sf.get(part) or part == "vae_decode":
+                note = "" if sf.get(part) else " (not decoded)"
+                rows.append({"stage": s.name, "component": part.replace("_", " ") + note, "params": None,
+                             "tokens": None, "flops_per_forward": sf.get(part, 0), "forwards": 1 if sf.get(part) else 0,
+                             "flops_total": sf.get(part, 0), "attention_share": None})
     return rows
 
 

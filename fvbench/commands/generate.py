@@ -68,6 +68,10 @@ def generate(preset: str, prompt: str, seed: int, out: Path, stage1_nfe: int | N
     def on_stage_end(i: int, so, t: float) -> None:
         last = i == len(p.stages) - 1
         path = out if last else out.with_name(f"{out.stem}.{so.name}.mp4")
+        if not so.video.shape[0]:  # a stage that does not decode (Wan 2.2's high-noise expert): no file
+            stage_files.append(None)
+            click.echo(f"{so.name}: latents ready after {t:.2f} s wall ({device}), not decoded")
+            return
         write_mp4(so.video, path)
         stage_files.append(path)
         click.echo(f"{so.name}: {tuple(so.video.shape)} ready after {t:.2f} s wall ({device}) -> {path}")
@@ -82,7 +86,7 @@ def generate(preset: str, prompt: str, seed: int, out: Path, stage1_nfe: int | N
              "nfe_configured": cfg.nfe, "nfe_executed": so.nfe, "transformer_batch_rows": so.rows, "cfg": cfg.cfg,
              "seconds": so.seconds, "stage_seconds": so.total_seconds, "ready_after_seconds": t,
              "peak_memory_bytes": so.peak_memory_bytes, "peak_memory_kind": so.memory_kind,
-             "peak_memory_scope": so.memory_scope, "video_sha256": video_sha256(so.video), "file": str(f)}
+             "peak_memory_scope": so.memory_scope, "video_sha256": video_sha256(so.video), "file": str(f) if f else None}
             for so, cfg, t, f in zip(result.stages, p.stages, result.ready_at, stage_files)
         ],
         "total_seconds": result.ready_at[-1],

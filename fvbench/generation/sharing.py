@@ -37,6 +37,12 @@ def output_keys(preset: Preset, prompt: str, seed: int) -> tuple[str, ...]:
     stages = ident.pop("stages")
     common = {"preset": ident, "prompt": prompt, "seed": seed,
               "text": {k: components.get(k) for k in ("tokenizer", "text_encoder")}, "vae": components.get("vae")}
+    # components no stage names as its transformer and not above (a family's scheduler, extra encoders) reach every
+    # stage; only added when there are any, so the keys of presets without them are unchanged
+    used = {"tokenizer", "text_encoder", "vae", *(s.transformer for s in preset.stages)}
+    others = {k: v for k, v in components.items() if k not in used}
+    if others:
+        common["other_components"] = others
     keys: list[str] = []
     previous: Any = canonical_hash(common)
     for i, (stage, fields) in enumerate(zip(preset.stages, stages)):

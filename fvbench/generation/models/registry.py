@@ -110,20 +110,27 @@ def _load_diffusers(cls_name: str) -> Callable[[Path, torch.dtype], Any]:
     return load
 
 
-def _build_t5(config: dict[str, Any]):
-    from transformers import T5Config, T5EncoderModel
+def _build_transformers(model_cls: str, config_cls: str) -> Callable[[dict[str, Any]], Any]:
+    """Build a transformers text encoder from a config dict (vocabulary defaulting to the builtin tokenizer's)."""
+    def build(config: dict[str, Any]):
+        import transformers
 
-    from fvbench.generation.models.tokenizer import builtin_tokenizer
+        from fvbench.generation.models.tokenizer import builtin_tokenizer
 
-    cfg = dict(config)
-    cfg.setdefault("vocab_size", len(builtin_tokenizer()))
-    return T5EncoderModel(T5Config(**cfg))
+        cfg = dict(config)
+        cfg.setdefault("vocab_size", len(builtin_tokenizer()))
+        return getattr(transformers, model_cls)(getattr(transformers, config_cls)(**cfg))
+
+    return build
 
 
-def _load_t5(path: Path, dtype: torch.dtype):
-    from transformers import T5EncoderModel
+def _load_transformers(model_cls: str) -> Callable[[Path, torch.dtype], Any]:
+    def load(path: Path, dtype: torch.dtype):
+        import transformers
 
-    return T5EncoderModel.from_pretrained(path, dtype=dtype, local_files_only=True)
+        return getattr(transformers, model_cls).from_pretrained(path, dtype=dtype, local_files_only=True)
+
+    return load
 
 
 def _build_tokenizer(config: dict[str, Any]):
@@ -164,7 +171,8 @@ for _ct in (
                   _load_diffusers("FlashVideoTransformer3DModel"), DIFFUSERS_WEIGHTS),
     ComponentType("cogvideox-vae", _build_diffusers("AutoencoderKLCogVideoX"), _load_diffusers("AutoencoderKLCogVideoX"),
                   DIFFUSERS_WEIGHTS, vae=COGVIDEOX_GEOMETRY),
-    ComponentType("t5-encoder", _build_t5, _load_t5, TRANSFORMERS_WEIGHTS),
+    ComponentType("t5-encoder", _build_transformers("T5EncoderModel", "T5Config"), _load_transformers("T5EncoderModel"),
+                  TRANSFORMERS_WEIGHTS),
     ComponentType("t5-tokenizer", _build_tokenizer, _load_tokenizer, ("spiece.model", "tokenizer.json"), meta_ok=False,
                   config_file=None),
 ):

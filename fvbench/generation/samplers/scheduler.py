@@ -37,7 +37,8 @@ def sample_scheduler(model: Callable[[torch.Tensor, torch.Tensor, float], torch.
             trace.append((float(mt), float(g)))
         out = model(scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents,
                     mt, g)
-        latents = scheduler.step(out, t, latents, generator=generator, return_dict=False)[0].to(dtype)
+        extra = {} if generator is None else {"generator": generator}  # UniPC's step takes no generator
+        latents = scheduler.step(out, t, latents, return_dict=False, **extra)[0].to(dtype)
         if on_step is not None:
             on_step(i, latents)
     return latents
