@@ -54,3 +54,26 @@ def test_composite_sweep_shares_stage_one(tmp_path):
     df = load_results(out)
     assert len(df) == 3 and (df["status"] == "done").all()
     assert df["s1_video_sha256"].nunique() == 1 and sorted(df["s1_shared"]) == [0, 1, 1]
+
+
+def test_cross_family_cascade_is_each_family_stage_bitwise():
+    """tiny-wan-flashvideo: stage I is tiny-wan's video, stage II is FlashVideo's tiny stage II run on that video."""
+    import dataclasses
+
+    seed, prompt = 5, "a red ball"
+    comp = Generator.from_preset(get_preset("tiny-wan-flashvideo")).generate(prompt, seed)
+    wan = Generator.from_preset(get_preset("tiny-wan")).generate(prompt, seed)
+    assert torch.equal(comp.stages[0].latents, wan.stages[0].latents)
+    assert torch.equal(comp.stages[0].video, wan.stages[0].video)
+    fv_preset = get_preset("tiny-flashvideo")
+    fv = Generator.from_preset(fv_preset)
+    text, _ = fv.encode_text(prompt)
+    stage2 = fv.run_stage(1, text, seed, previous=comp.stages[0])  # FlashVideo's stage II on Wan's pixels
+    assert torch.equal(comp.stages[1].latents, stage2.latents) and torch.equal(comp.stages[1].video, stage2.video)
+    assert comp.stages[1].video.shape == (9, 64, 64, 3)
+    # the FLOPs are each family's own count of its stage
+    flops = preset_flops(get_preset("tiny-wan-flashvideo"))
+    assert flops["stages"]["stage2"] == preset_flops(fv_preset)["stages"]["stage2"]
+    wan_flops = preset_flops(dataclasses.replace(get_preset("tiny-wan"), stages=(
+        dataclasses.replace(get_preset("tiny-wan").stages[0], options={"decode": True}),)))
+    assert flops["stages"]["stage1"] == wan_flops["stages"]["stage1"]

@@ -211,5 +211,6 @@ def preset_flops(preset: Preset) -> dict[str, Any]:
     if rule is not None:
         return rule(preset)
     text = text_encoder_flops(preset).flops * (2 if preset.uncond == "empty" else 1)
-    stages = {s.name: stage_flops(preset, i) for i, s in enumerate(preset.stages)}
+    stages = {s.name: stage_flops(preset, i) for i, s in enumerate(preset.stages)
+              if s.pipeline in ("", preset.pipeline)}  # a cross-family view: the other stages are counted by theirs
     return {"text_encode": text, "stages": stages, "total": text + sum(s["total"] for s in stages.values())}

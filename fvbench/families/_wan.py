@@ -272,6 +272,8 @@ def preset_flops(preset: Preset) -> dict[str, Any]:
     vf = preset.vae_spatial_factor
     stages: dict[str, dict[str, int]] = {}
     for i, s in enumerate(preset.stages):
+        if s.pipeline not in ("", "wan"):
+            continue  # a cross-family cascade's other stage: its own pipeline counts it
         spec = preset.components[s.transformer]
         fwd, attn = _transformer_flops(spec.type, fl._key(spec.config), preset.latent_frames, s.height // vf,
                                        s.width // vf, preset.max_text_length)

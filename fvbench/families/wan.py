@@ -70,18 +70,21 @@ def validate(preset: "Preset") -> None:
     """
     if "scheduler" not in preset.components:
         raise ValueError("a wan preset needs a 'scheduler' component (type unipc-scheduler)")
-    first = preset.stages[0]
-    n = len(preset.stages)
+    from fvbench.generation.pipelines import own_stages
+
+    stages = own_stages(preset, "wan")  # in a cross-family cascade, only the stages Wan runs
+    first = stages[0]
+    n = len(stages)
     if n > 2:
         raise ValueError(f"the wan pipeline runs one stage or a two-expert split, got {n} stages")
     known = {"flow_shift", "boundary_ratio", "schedule", "grid_steps", "decode"}
-    for s in preset.stages:
+    for s in stages:
         unknown = sorted(set(s.options) - known)
         if unknown:
             raise ValueError(f"stage {s.name!r}: unknown wan option(s) {unknown}; known: {sorted(known)}")
         if s.options.get("schedule", "split") not in SCHEDULES:
             raise ValueError(f"stage {s.name!r}: schedule must be one of {SCHEDULES}, got {s.options['schedule']!r}")
-    for s in preset.stages[1:]:
+    for s in stages[1:]:
         if s.init != "latents":
             raise ValueError(f"stage {s.name!r}: a later wan stage continues the previous latents (init: latents)")
         if (s.height, s.width) != (first.height, first.width):
@@ -98,7 +101,7 @@ def validate(preset: "Preset") -> None:
     ratio = first.options.get("boundary_ratio")
     if not isinstance(ratio, (int, float)) or not 0.0 < ratio < 1.0:
         raise ValueError(f"stage {first.name!r}: an expert split needs boundary_ratio in (0, 1), got {ratio!r}")
-    schedules = [s.options.get("schedule", "split") for s in preset.stages]
+    schedules = [s.options.get("schedule", "split") for s in stages]
     if len(set(schedules)) != 1:
         raise ValueError(f"both experts use the same schedule (split or shared), got {schedules}")
     if schedules[0] == "shared":
@@ -106,7 +109,7 @@ def validate(preset: "Preset") -> None:
         if not isinstance(grid, int) or grid <= first.nfe:
             raise ValueError(f"stage {first.name!r}: schedule shared needs grid_steps (diffusers' "
                              f"num_inference_steps) above its nfe {first.nfe}, got {grid!r}")
-        last = preset.stages[-1]
+        last = stages[-1]
         if last.nfe != grid - first.nfe:
             raise ValueError(f"stage {last.name!r}: with schedule shared the low-noise expert takes the "
                              f"{grid - first.nfe} steps left of diffusers' {grid}-step grid, not nfe {last.nfe} "

@@ -3,7 +3,8 @@ FlashVideo's stage II (which takes pixels, so any stage I composes with it).
 
 A composite preset (``pipeline: composite``) lists every component under its own role name; each stage names its
 ``pipeline`` and, in ``roles``, which components it sees under the role names that pipeline expects (``vae``,
-``text_encoder``, ``tokenizer``, ...). For each stage the generator builds that pipeline's view of the preset (same
+``text_encoder``, ``tokenizer``, ...); ``options: {view: {max_text_length: 226, uncond: zeros}}`` sets the
+preset-level fields that stage's pipeline reads (the frame count is one for all stages). For each stage the generator builds that pipeline's view of the preset (same
 stages, components renamed) and delegates to that pipeline's generator, with the stage's own index, so seeds, prefix
 sharing keys and stored rows are what a one-family preset of that stage would give.
 """
@@ -27,7 +28,15 @@ def stage_view(preset: Preset, index: int) -> Preset:
     comps = dict(preset.components)
     for role, name in stage.roles.items():
         comps[role] = preset.components[name]
-    return dataclasses.replace(preset, pipeline=stage.pipeline, components=comps)
+    view = dict(stage.options.get("view") or {})  # preset-level settings of this stage's pipeline (text length...)
+    fixed = {"name", "components", "stages", "pipeline", "frames", "weights"}
+    unknown = sorted(set(view) - ({f.name for f in dataclasses.fields(Preset)} - fixed))
+    if unknown:
+        raise ValueError(f"stage {stage.name!r}: options.view sets {', '.join(unknown)}, which a stage cannot set "
+                         f"(only its pipeline's preset-level settings: max_text_length, uncond, vae_encode_chunk, ...)")
+    stages = tuple(dataclasses.replace(s, options={k: v for k, v in s.options.items() if k != "view"})
+                   if "view" in s.options else s for s in preset.stages)
+    return dataclasses.replace(preset, pipeline=stage.pipeline, components=comps, stages=stages, **view)
 
 
 def validate_composite(preset: Preset) -> None:

@@ -86,6 +86,12 @@ def validate_preset(preset: "Preset") -> None:
         _resolve(info.validate)(preset)
 
 
+def own_stages(preset: "Preset", pipeline: str) -> tuple:
+    """The stages a pipeline runs: all of them, or in a cross-family view only those not given to another pipeline
+    (a pipeline's ``validate`` checks these; the others are their own pipeline's business)."""
+    return tuple(s for s in preset.stages if not s.pipeline or s.pipeline == pipeline)
+
+
 def generator_class(preset: "Preset") -> type:
     """The Generator subclass that runs ``preset``."""
     return _resolve(pipeline_info(preset).generator)

@@ -266,6 +266,23 @@ class Preset:
             raise FvbenchError(f"preset {self.name!r}: {e}") from None
 
 
+def _shared_component(path: Path, shared: dict[str, Any], ref: str) -> dict[str, Any]:
+    """The component ``ref`` names: one of this file's, or ``file.yaml:name`` from a file beside it (a cross-family
+    preset uses components the families' own files define)."""
+    if ref in shared:
+        return shared[ref]
+    file, sep, name = ref.partition(":")
+    if sep and file.endswith(".yaml"):
+        other = path.parent / file
+        if not other.is_file():
+            raise FvbenchError(f"{path.name}: component {ref!r} names {file}, which is not beside it")
+        theirs = (load_data(other) or {}).get("components") or {}
+        if name in theirs:
+            return theirs[name]
+        raise UnknownNameError(f"shared component in {file}", name, list(theirs))
+    raise UnknownNameError(f"shared component in {path.name}", ref, list(shared))
+
+
 def _parse_file(path: Path) -> dict[str, Preset]:
     data = load_data(path)
     if not isinstance(data, dict) or set(data) - {"presets", "components"}:
@@ -278,10 +295,10 @@ def _parse_file(path: Path) -> dict[str, Preset]:
         raw = dict(raw)
         comps = {}
         for role, c in (raw.get("components") or {}).items():
-            if isinstance(c, str):  # a reference to a shared component definition
-                if c not in shared:
-                    raise UnknownNameError(f"shared component in {path.name}", c, list(shared))
-                c = shared[c]
+            if isinstance(c, str):  # a reference to a shared component definition, here or in "other.yaml:name"
+                c = _shared_component(path, shared, c)
+            elif isinstance(c, dict) and "from" in c:  # a shared definition with fields replaced (its folder)
+                c = {**_shared_component(path, shared, c["from"]), **{k: v for k, v in c.items() if k != "from"}}
             comps[role] = from_dict(ComponentSpec, c, f"{path.name}:{name}.components.{role}")
         stages = [from_dict(StageConfig, st, f"{path.name}:{name}.stages[{i}]")
                   for i, st in enumerate(raw.get("stages") or [])]
