@@ -85,11 +85,15 @@ def refine_schedule_steps(nfe: int, strength: float) -> int:
 
 @dataclass
 class LtxText:
-    """T5 embeddings with their attention masks: the prompt and the negative prompt ("")."""
+    """T5 embeddings of the prompt and of the negative prompt (""), with their attention masks.
 
-    embeds: torch.Tensor
+    ``embeds[masked]``: LTXConditionPipeline passes the attention mask into T5, LTXPipeline does not; the embeddings
+    differ, so each solver's kind is encoded (once per prompt) and looked up by ``masked``.
+    """
+
+    embeds: dict[bool, torch.Tensor]
     mask: torch.Tensor
-    negative_embeds: torch.Tensor | None
+    negative_embeds: dict[bool, torch.Tensor]
     negative_mask: torch.Tensor | None
 
 
@@ -98,18 +102,20 @@ class LtxGenerator(Generator):
 
     # -- text --------------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def _t5(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _t5(self, text: str, kinds: set[bool]) -> tuple[dict[bool, torch.Tensor], torch.Tensor]:
         tok = self.components.tokenizer([text], padding="max_length", max_length=self.preset.max_text_length,
                                         truncation=True, add_special_tokens=True, return_tensors="pt")
-        embeds = self.components.text_encoder(tok.input_ids.to(self.device))[0]  # no mask into T5, as diffusers
-        return embeds, tok.attention_mask.bool().to(self.device)
+        ids, mask = tok.input_ids.to(self.device), tok.attention_mask.bool().to(self.device)
+        return {m: self.components.text_encoder(ids, attention_mask=mask if m else None)[0] for m in kinds}, mask
 
     def encode_text(self, prompt: str) -> tuple[LtxText, float]:
-        """The prompt's T5 embeddings and mask, and the negative prompt's when a stage guides."""
+        """The prompt's T5 embeddings and mask, and the negative prompt's when a stage guides, as each stage's
+        pipeline encodes them (with or without the mask inside T5)."""
+        kinds = {s.solver == "ltx-condition" for s in self.preset.stages}
         timer = ComponentTimer(self.device)
         with timer.time("text_encode"):
-            embeds, mask = self._t5(prompt)
-            neg = self._t5("") if any(s.cfg > 1.0 for s in self.preset.stages) else (None, None)
+            embeds, mask = self._t5(prompt, kinds)
+            neg = self._t5("", kinds) if any(s.cfg > 1.0 for s in self.preset.stages) else ({}, None)
         return LtxText(embeds, mask, *neg), timer.seconds["text_encode"]
 
     # -- geometry ----------------------------------------------------------------------------------------------------
@@ -161,10 +167,10 @@ class LtxGenerator(Generator):
             return transformer(hidden_states=hidden_states.to(dtype), timestep=timestep, return_dict=False,
                                **common, **kwargs)[0].float()
 
-        cond = {"encoder_hidden_states": text.embeds.to(dtype), "encoder_attention_mask": text.mask, **branch}
+        cond = {"encoder_hidden_states": text.embeds[condition].to(dtype), "encoder_attention_mask": text.mask, **branch}
         uncond = None
         if stage.cfg > 1.0:
-            uncond = {"encoder_hidden_states": text.negative_embeds.to(dtype),
+            uncond = {"encoder_hidden_states": text.negative_embeds[condition].to(dtype),
                       "encoder_attention_mask": text.negative_mask, **branch}
         return GuidedCall(forward, cond, uncond, batched=True, rescale=float(options(stage)["guidance_rescale"]))
 
@@ -174,6 +180,10 @@ class LtxGenerator(Generator):
         sched = type(base).from_config(base.config)
         if stage.solver == "ltx":
             n = stage.nfe
+            if n == 1 and sched.config.get("shift_terminal"):
+                # one sigma (1.0) cannot be stretched to a terminal value (diffusers divides 0 by 0 and fails):
+                # fvbench takes that single step unstretched, from sigma 1 to 0 (the warm-up runs 1 NFE per stage)
+                sched = type(base).from_config(base.config, shift_terminal=None)
             sigmas = np.linspace(1.0, 1 / n, n)
             cfg = sched.config
             mu = calculate_shift(grid[0] * grid[1] * grid[2], cfg.get("base_image_seq_len", 256),
