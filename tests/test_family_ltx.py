@@ -285,11 +285,15 @@ def test_cli_end_to_end_on_the_tiny_presets(tmp_path, capsys):
 
     out = tmp_path / "run"
     assert main(["run", "--presets", "tiny-ltx,tiny-ltx-multiscale", "--suite", "suites/ci.yaml", "--limit", "1",
-                 "--samples", "1", "--stage-nfe", "2=1,2", "--metrics", "none", "--out", str(out)]) == 0
+                 "--samples", "1", "--stage-nfe", "1=2,3", "--stage-nfe", "2=1,2", "--metrics", "none",
+                 "--out", str(out)]) == 0
     df = load_results(out)
-    assert len(df) == 3 and set(df["status"]) == {"done"}
+    assert len(df) == 6 and set(df["status"]) == {"done"}
     cascade = df[df["preset"] == "tiny-ltx-multiscale"]
-    assert sorted(cascade["s2_nfe"]) == [1, 2] and cascade["s1_shared"].sum() == 1
+    assert sorted(zip(cascade["s1_nfe"], cascade["s2_nfe"])) == [(2, 1), (2, 2), (3, 1), (3, 2)]
+    assert cascade["s1_shared"].sum() == 2  # the low-resolution pass once per stage-1 NFE
+    assert (cascade["s2_upsample_s"] > 0).all() and cascade["s1_video_path"].str.startswith("previews/").all()
+    assert sorted(df[df["preset"] == "tiny-ltx"]["s1_nfe"]) == [2, 3]
     assert main(["flops", "--preset", "tiny-ltx-multiscale"]) == 0
     assert "upsample" in capsys.readouterr().out
 
