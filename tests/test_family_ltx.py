@@ -85,26 +85,34 @@ def test_single_stage_differs_when_a_setting_differs(single):
 
 def _chain(gen: Generator, output_type: str):
     """The diffusers multiscale chain as the docs run it: low-res LTXConditionPipeline (latents), then
-    LTXLatentUpsamplePipeline (latents), then the refine call with ``latents=`` and ``denoise_strength``."""
+    LTXLatentUpsamplePipeline (latents), then the refine call with ``latents=`` and ``denoise_strength`` (and the
+    distilled models' explicit ``timesteps=`` when the stages give them)."""
     preset = gen.preset
     s1, s2 = preset.stages
+    o1, o2 = ({"guidance_rescale": 0.0, "adain_factor": 0.0, "tone_map_compression_ratio": 0.0, **s.options}
+              for s in (s1, s2))
     pipe = _ltx_pipeline(gen, LTXConditionPipeline)
     common = dict(prompt=PROMPT, num_frames=preset.frames, max_sequence_length=preset.max_text_length)
-    low = pipe(**common, height=s1.height, width=s1.width, num_inference_steps=s1.nfe, guidance_scale=s1.cfg,
-               guidance_rescale=s1.options["guidance_rescale"],
-               generator=torch.Generator().manual_seed(stage_seed(SEED, 0)), output_type="latent").frames
-    preview = pipe(**common, height=s1.height, width=s1.width, num_inference_steps=s1.nfe, guidance_scale=s1.cfg,
-                   guidance_rescale=s1.options["guidance_rescale"], decode_timestep=s1.options["decode_timestep"],
-                   decode_noise_scale=s1.options["decode_noise_scale"],
+    first = dict(height=s1.height, width=s1.width, guidance_scale=s1.cfg, guidance_rescale=o1["guidance_rescale"])
+    if "timesteps" in o1:
+        first["timesteps"] = o1["timesteps"]
+    else:
+        first["num_inference_steps"] = s1.nfe
+    low = pipe(**common, **first, generator=torch.Generator().manual_seed(stage_seed(SEED, 0)),
+               output_type="latent").frames
+    preview = pipe(**common, **first, decode_timestep=o1["decode_timestep"],
+                   decode_noise_scale=o1["decode_noise_scale"],
                    generator=torch.Generator().manual_seed(stage_seed(SEED, 0)), output_type="pt").frames[0]
     up_pipe = LTXLatentUpsamplePipeline(vae=gen.components.vae, latent_upsampler=gen.components.modules["latent_upsampler"])
-    up = up_pipe(latents=low, adain_factor=s2.options["adain_factor"],
-                 tone_map_compression_ratio=s2.options["tone_map_compression_ratio"], output_type="latent").frames
-    steps = refine_schedule_steps(s2.nfe, s2.options["denoise_strength"])
-    final = pipe(**common, height=s2.height, width=s2.width, latents=up, num_inference_steps=steps,
-                 denoise_strength=s2.options["denoise_strength"], guidance_scale=s2.cfg,
-                 guidance_rescale=s2.options["guidance_rescale"], decode_timestep=s2.options["decode_timestep"],
-                 decode_noise_scale=s2.options["decode_noise_scale"],
+    up = up_pipe(latents=low, adain_factor=o2["adain_factor"],
+                 tone_map_compression_ratio=o2["tone_map_compression_ratio"], output_type="latent").frames
+    second = dict(height=s2.height, width=s2.width, guidance_scale=s2.cfg, guidance_rescale=o2["guidance_rescale"])
+    if "timesteps" in o2:
+        second["timesteps"] = o2["timesteps"]
+    else:
+        second["num_inference_steps"] = refine_schedule_steps(s2.nfe, o2["denoise_strength"])
+    final = pipe(**common, **second, latents=up, denoise_strength=o2["denoise_strength"],
+                 decode_timestep=o2["decode_timestep"], decode_noise_scale=o2["decode_noise_scale"],
                  generator=torch.Generator().manual_seed(stage_seed(SEED, 1)), output_type=output_type).frames
     return low, preview, final
 
@@ -122,6 +130,27 @@ def test_multiscale_equals_the_diffusers_chain(multi):
     assert refine_schedule_steps(s2.nfe, s2.options["denoise_strength"]) == 5  # int(5 * 0.4) = 2 steps run
     assert two.nfe == s2.nfe and len(two.steps) == s2.nfe
     assert set(two.seconds) == {"upsample", "denoise", "vae_decode"}  # the upsampler is stage 2's cost
+
+
+def test_distilled_multiscale_with_explicit_timesteps_equals_the_diffusers_chain(multi):
+    """The 0.9.7-distilled example's settings (its timestep lists, no guidance, AdaIN 1.0, denoise_strength 0.999)
+    on the tiny components."""
+    real = get_preset("ltx-video-multiscale-distilled")
+    stages = {s.name: {"cfg": s.cfg, "nfe": s.nfe, "options": s.options} for s in real.stages}
+    preset = multi.preset.with_overrides(stages)
+    gen = LtxGenerator(preset, multi.components, "cpu")
+    gen.keep_pixels = True
+    one, two = gen.generate(PROMPT, SEED).stages
+    assert [t for t, _ in two.steps] == [909.0, 725.0, 421.0, 0.0]  # the last 4 of 5
+    assert one.rows == 8 and two.rows == 4  # no guidance: one row per call
+    low, preview, final_latents = _chain(gen, "latent")
+    _close(one.latents, low, "stage-1 latents")
+    _close(_frames(one.pixels), preview, "stage-1 preview frames")
+    _close(two.latents, final_latents, "refined latents")
+    _, _, video = _chain(gen, "pt")
+    _close(_frames(two.pixels), video[0], "final frames")
+    with pytest.raises(FvbenchError, match="fixed by the list"):
+        preset.with_overrides({"stage2": {"nfe": 3}})
 
 
 def test_refine_schedule_matches_diffusers_step_count():

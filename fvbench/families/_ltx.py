@@ -192,14 +192,19 @@ class LtxGenerator(Generator):
             retrieve_timesteps(sched, n, self.device, None, sigmas=sigmas, mu=mu)
             return sched, 0
         refine = stage.init == "latent-upsample"
-        n = refine_schedule_steps(stage.nfe, float(options(stage)["denoise_strength"])) if refine else stage.nfe
+        explicit = options(stage)["timesteps"]
+        if explicit is not None:  # the distilled models' list, passed as diffusers' timesteps= (validated: nfe fits)
+            n, grid_ts = len(explicit), list(explicit)
+        else:
+            n = refine_schedule_steps(stage.nfe, float(options(stage)["denoise_strength"])) if refine else stage.nfe
+            grid_ts = linear_quadratic_schedule(n) * 1000
         # LTXConditionPipeline passes its grid as timesteps, which diffusers warns about on every call; fvbench runs
         # exactly that call on purpose, so the warning is silenced here
         logger = diffusers_logging.get_logger("diffusers.schedulers.scheduling_flow_match_euler_discrete")
         level = logger.level
         logger.setLevel(diffusers_logging.ERROR)
         try:
-            retrieve_timesteps(sched, n, self.device, linear_quadratic_schedule(n) * 1000)
+            retrieve_timesteps(sched, n, self.device, grid_ts)
         finally:
             logger.setLevel(level)
         return sched, n - stage.nfe

@@ -5,7 +5,8 @@ Solvers: ``ltx`` samples as ``LTXPipeline`` does (sigmas ``linspace(1, 1/N, N)``
 sequence length, RoPE from ``rope_interpolation_scale``); ``ltx-condition`` as ``LTXConditionPipeline`` does (its
 linear-quadratic timestep grid, RoPE from ``video_coords``, per-token scheduler step). Inits: ``noise``, and
 ``latent-upsample`` (the multiscale refine pass: the previous stage's latents through the latent upsampler, re-noised
-at the sigma where ``denoise_strength`` starts, then the last ``nfe`` steps).
+at the sigma where ``denoise_strength`` starts, then the last ``nfe`` steps). A ``ltx-condition`` stage may give an
+explicit ``timesteps`` list (the distilled models'); its NFE is then fixed by the list.
 """
 
 from __future__ import annotations
@@ -29,7 +30,17 @@ STAGE_OPTIONS: dict[str, Any] = {
     "upsampler": "latent_upsampler",  # latent-upsample stages only: the component role of the upsampler
     "adain_factor": 0.0,
     "tone_map_compression_ratio": 0.0,
+    "timesteps": None,  # ltx-condition only: an explicit timestep list (the distilled models'), as diffusers' timesteps=
 }
+
+
+def executed_steps(timesteps: list | None, strength: float, refine: bool) -> int | None:
+    """Steps a stage with an explicit ``timesteps`` list runs: all of them, or (refine) the last
+    ``min(int(N * denoise_strength), N)`` as diffusers' get_timesteps keeps; None without a list."""
+    if timesteps is None:
+        return None
+    n = len(timesteps)
+    return min(int(n * strength), n) if refine else n
 
 
 def vae_ratios(config: dict[str, Any]) -> tuple[int, int]:
@@ -84,12 +95,23 @@ def validate(preset) -> None:
         unknown = sorted(set(s.options) - set(STAGE_OPTIONS))
         if unknown:
             raise ValueError(f"stage {s.name!r}: unknown option(s) {', '.join(unknown)} (known: {', '.join(STAGE_OPTIONS)})")
+        opts = {**STAGE_OPTIONS, **s.options}
+        if opts["timesteps"] is not None:
+            ts = opts["timesteps"]
+            if s.solver != "ltx-condition":
+                raise ValueError(f"stage {s.name!r}: option timesteps is LTXConditionPipeline's (solver ltx-condition)")
+            if not isinstance(ts, list) or not ts or any(not isinstance(t, (int, float)) for t in ts) \
+                    or any(a <= b for a, b in zip(ts, ts[1:])) or not 0 <= ts[-1] <= ts[0] <= 1000:
+                raise ValueError(f"stage {s.name!r}: timesteps must be a descending list of numbers in [0, 1000]")
+            runs = executed_steps(ts, float(opts["denoise_strength"]), s.init == "latent-upsample")
+            if runs != s.nfe:
+                raise ValueError(f"stage {s.name!r}: its {len(ts)} explicit timesteps run {runs} steps, but nfe is "
+                                 f"{s.nfe} (with explicit timesteps the NFE is fixed by the list)")
         if s.solver == "ltx-condition" and dynamic:
             raise ValueError(f"stage {s.name!r}: LTXConditionPipeline's timestep grid needs a scheduler without "
                              f"use_dynamic_shifting (as the 0.9.5+ folders ship it)")
         if s.init != "latent-upsample":
             continue
-        opts = {**STAGE_OPTIONS, **s.options}
         if s.solver != "ltx-condition":
             raise ValueError(f"stage {s.name!r}: the refine pass (init latent-upsample) runs LTXConditionPipeline's "
                              f"sampler, solver 'ltx-condition'")
