@@ -18,6 +18,7 @@ stage 2 (the upsampler reads a copy), so one stage-1 output feeds every stage-2 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +308,7 @@ class _PerTokenStep:
 
 
 # -- FLOPs ---------------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=256)
 @torch.no_grad()
 def _transformer_count(type_name: str, config_key: str, grid: tuple[int, int, int], text_len: int, batch: int,
                        solver: str) -> tuple[int, int, int]:
@@ -332,6 +334,7 @@ def _transformer_count(type_name: str, config_key: str, grid: tuple[int, int, in
 _DECODE_REF = ((2, 2), (4, 4))  # latent sizes the decoder is counted at; its FLOPs are affine in the latent area
 
 
+@lru_cache(maxsize=256)
 @torch.no_grad()
 def _decode_count(config_key: str, latent_frames: int, h: int, w: int) -> int:
     vae = _meta_module("ltx-vae", config_key)
@@ -353,6 +356,7 @@ def decode_flops(config_key: str, latent_frames: int, h: int, w: int) -> int:
     return int(round(f1 + per_area * (h * w - h1 * w1)))
 
 
+@lru_cache(maxsize=64)
 def upsample_flops(type_name: str, config_key: str, grid: tuple[int, int, int]) -> int:
     """FLOPs of the latent upsampler on the previous stage's latents (counted directly on meta)."""
     model = _meta_module(type_name, config_key)
