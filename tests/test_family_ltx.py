@@ -336,3 +336,15 @@ def test_one_step_runs_where_diffusers_cannot(single):
     with pytest.raises(IndexError):
         _ltx_pipeline(single)(prompt=PROMPT, height=64, width=64, num_frames=9, num_inference_steps=1,
                               max_sequence_length=16, output_type="latent")
+
+
+def test_cross_family_size_keeps_the_upsampler_ratio():
+    """At a common output size the multiscale cascade keeps its exact x2 between passes (the refine pass cannot take
+    any other size), rounding the output to a multiple of 64; the single stage rounds to 32."""
+    from fvbench.compute.compare import at_output_size
+
+    multi = at_output_size(get_preset("ltx-video-multiscale"), 480, 720, 5.0)
+    assert [(s.height, s.width) for s in multi.stages] == [(256, 352), (512, 704)]
+    assert multi.frames == 129 and (multi.frames - 1) % 8 == 0  # 5 s at 25 fps, rounded up to 8k+1
+    single = at_output_size(get_preset("ltx-video-2b"), 480, 720, 5.0)
+    assert (single.stages[0].height, single.stages[0].width) == (480, 704)
