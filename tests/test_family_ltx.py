@@ -348,3 +348,24 @@ def test_cross_family_size_keeps_the_upsampler_ratio():
     assert multi.frames == 129 and (multi.frames - 1) % 8 == 0  # 5 s at 25 fps, rounded up to 8k+1
     single = at_output_size(get_preset("ltx-video-2b"), 480, 720, 5.0)
     assert (single.stages[0].height, single.stages[0].width) == (480, 704)
+
+
+def test_real_configs_are_diffusers_own():
+    """The transcribed numbers carry no typo: the 2B transformer is LTXVideoTransformer3DModel's defaults (the
+    conversion script's 2B config is too), the 13B differs exactly where the script's 0.9.7 config does, the upsampler is
+    LTXLatentUpsamplerModel's defaults, and ltx-video-2b samples with LTXPipeline.__call__'s defaults."""
+    from diffusers import LTXVideoTransformer3DModel
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    from _family_checks import assert_defaults
+
+    two_b = get_preset("ltx-video-2b")
+    assert_defaults(LTXVideoTransformer3DModel, two_b.components["transformer"].config)
+    big = dict(get_preset("ltx-video-multiscale").components["transformer"].config)
+    assert {k: v for k, v in big.items() if two_b.components["transformer"].config[k] != v} == {
+        "attention_head_dim": 128, "cross_attention_dim": 4096, "num_layers": 48}
+    assert_defaults(LTXLatentUpsamplerModel, get_preset("ltx-video-multiscale").components["latent_upsampler"].config)
+    s = two_b.stages[0]
+    assert_defaults(LTXPipeline.__call__, {"num_frames": two_b.frames, "num_inference_steps": s.nfe,
+                                           "guidance_scale": s.cfg, "max_sequence_length": two_b.max_text_length,
+                                           "frame_rate": two_b.fps})
