@@ -117,15 +117,19 @@ def _chain(gen: Generator, output_type: str):
     return low, preview, final
 
 
-def test_multiscale_equals_the_diffusers_chain(multi):
-    result = multi.generate(PROMPT, SEED)
-    one, two = result.stages
-    low, preview, final_latents = _chain(multi, "latent")
+def _assert_equals_chain(gen: Generator, one, two) -> None:
+    """Both stages' latents and frames (the stage-1 preview too) equal the diffusers chain's, within ATOL."""
+    low, preview, final_latents = _chain(gen, "latent")
     _close(one.latents, low, "stage-1 latents")
     _close(_frames(one.pixels), preview, "stage-1 preview frames")
     _close(two.latents, final_latents, "refined latents")
-    _, _, video = _chain(multi, "pt")
+    _, _, video = _chain(gen, "pt")
     _close(_frames(two.pixels), video[0], "final frames")
+
+
+def test_multiscale_equals_the_diffusers_chain(multi):
+    one, two = multi.generate(PROMPT, SEED).stages
+    _assert_equals_chain(multi, one, two)
     s2 = multi.preset.stages[1]
     assert refine_schedule_steps(s2.nfe, s2.options["denoise_strength"]) == 5  # int(5 * 0.4) = 2 steps run
     assert two.nfe == s2.nfe and len(two.steps) == s2.nfe
@@ -143,12 +147,7 @@ def test_distilled_multiscale_with_explicit_timesteps_equals_the_diffusers_chain
     one, two = gen.generate(PROMPT, SEED).stages
     assert [t for t, _ in two.steps] == [909.0, 725.0, 421.0, 0.0]  # the last 4 of 5
     assert one.rows == 8 and two.rows == 4  # no guidance: one row per call
-    low, preview, final_latents = _chain(gen, "latent")
-    _close(one.latents, low, "stage-1 latents")
-    _close(_frames(one.pixels), preview, "stage-1 preview frames")
-    _close(two.latents, final_latents, "refined latents")
-    _, _, video = _chain(gen, "pt")
-    _close(_frames(two.pixels), video[0], "final frames")
+    _assert_equals_chain(gen, one, two)
     with pytest.raises(FvbenchError, match="fixed by the list"):
         preset.with_overrides({"stage2": {"nfe": 3}})
 
