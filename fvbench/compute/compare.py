@@ -7,10 +7,11 @@ utilisation, both stated with the result.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from fvbench.compute.flops import preset_flops
-from fvbench.errors import UnknownNameError
+from fvbench.errors import FvbenchError, UnknownNameError
 from fvbench.generation.presets import get_preset
 
 # Peak dense bf16 tensor throughput, TFLOP/s (vendor data sheets, without sparsity).
@@ -116,7 +117,26 @@ def at_output_size(preset, height: int, width: int, seconds: float):
     for s in preset.stages:
         f = preset.spatial_factor(s)
         overrides[s.name] = {"height": _round_to(s.height * sh, f), "width": _round_to(s.width * sw, f)}
-    return preset.with_overrides(overrides, _frames_for(preset, seconds))
+    frames = _frames_for(preset, seconds)
+    try:
+        return preset.with_overrides(overrides, frames)
+    except FvbenchError:
+        # a cascade whose stages must keep an exact integer ratio (LTX-Video's x2 latent upsampler): round the last
+        # stage to a size every such earlier stage divides, then divide
+        mh = mw = preset.spatial_factor(last)
+        for s in preset.stages[:-1]:
+            f = preset.spatial_factor(s)
+            if last.height % s.height == 0:
+                mh = math.lcm(mh, last.height // s.height * f)
+            if last.width % s.width == 0:
+                mw = math.lcm(mw, last.width // s.width * f)
+        h, w = _round_to(height, mh), _round_to(width, mw)
+        for s in preset.stages:
+            f = preset.spatial_factor(s)
+            overrides[s.name] = {
+                "height": h // (last.height // s.height) if last.height % s.height == 0 else _round_to(s.height * h / last.height, f),
+                "width": w // (last.width // s.width) if last.width % s.width == 0 else _round_to(s.width * w / last.width, f)}
+        return preset.with_overrides(overrides, frames)
 
 
 def family_presets() -> list[str]:
