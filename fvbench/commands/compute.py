@@ -140,7 +140,7 @@ def _print_flops(p, rows: list[dict], total: dict, as_json: bool) -> None:
         click.echo(f"{r['stage']:28s} {r['component']:28s} {params:>15s} {r['tokens'] or '':>8} "
                    f"{_tera(r['flops_per_forward']):>14s} {r['forwards']:>8d} {_tera(r['flops_total']):>14s} {share:>9s}")
     click.echo(f"total: {_tera(total['total'])} TFLOP per video (text encoder + all stages incl. VAE); "
-               f"upsampling, norms, softmax and activations are not counted")
+               f"pixel-space upsampling (FlashVideo), norms, softmax and activations are not counted; a latent upsampler (LTX) is")
 
 
 def _compare(name: str, gpu: str, gpu_tflops: float | None, utilization: float, as_json: bool) -> None:
