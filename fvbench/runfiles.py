@@ -57,7 +57,8 @@ def _encodable(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-RUN_OWNED = ("results.sqlite", "results.sqlite-wal", "results.sqlite-shm", "results.sqlite-journal", "run.json", ".lock")
+RUN_OWNED = ("results.sqlite", "results.sqlite-wal", "results.sqlite-shm", "results.sqlite-journal", "run.json", ".lock",
+             "results.columns.arrow")
 RUN_OWNED_FOLDERS = ("videos", "previews", "vbench")  # everything under these belongs to the run's rows
 
 
