@@ -339,12 +339,32 @@ def open_store(run_dir: Path, create: bool = False, readonly: bool = False, migr
     return Store(path, conn)
 
 
-def _video_entries(row: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """(path, bytes) of a row's saved videos: its ``videos`` list, or its ``s{i}_video_path`` keys (any depth)."""
-    if isinstance(row.get("videos"), list):
-        return [(p, b) for _, p, b in row["videos"]]
-    stages = sorted(int(m.group(1)) for k in row if (m := _WIDE_STAGE_KEY.match(k)) and m.group(2) == "video_path")
-    return [(row.get(f"s{i}_video_path"), row.get(f"s{i}_video_bytes")) for i in stages]
+def _video_stages(keys) -> list[int]:
+    """The stage numbers i that have an ``s{i}_video_path`` key among ``keys``, in order."""
+    return sorted(int(m.group(1)) for k in keys if (m := _WIDE_STAGE_KEY.match(k)) and m.group(2) == "video_path")
+
+
+def _video_rows(rows) -> Iterator[tuple[Any, Any, list[tuple[Any, Any]]]]:
+    """(unit_hash, status, [(path, bytes) of its saved videos]) of each row: a mapping with a ``videos`` list or
+    ``s{i}_video_path`` / ``_bytes`` keys (any depth), or each row of a DataFrame such as load_results gives (read
+    column by column, not as a dict per row)."""
+    if hasattr(rows, "columns"):
+        stages = _video_stages(rows.columns)
+        none = [None] * len(rows)
+        videos = [(rows[f"s{i}_video_path"].tolist(),
+                   rows[f"s{i}_video_bytes"].tolist() if f"s{i}_video_bytes" in rows else none) for i in stages]
+        for j, (h, status) in enumerate(zip(rows["unit_hash"].tolist(), rows["status"].tolist())):
+            yield h, status, [(paths[j], sizes[j]) for paths, sizes in videos]
+        return
+    keys, stages = None, []
+    for row in rows:
+        if isinstance(row.get("videos"), list):
+            yield row.get("unit_hash"), row.get("status"), [(p, b) for _, p, b in row["videos"]]
+            continue
+        if row.keys() != keys:  # rows of one frame share their keys: parse them once
+            keys, stages = row.keys(), _video_stages(row)
+        yield (row.get("unit_hash"), row.get("status"),
+               [(row.get(f"s{i}_video_path"), row.get(f"s{i}_video_bytes")) for i in stages])
 
 
 def video_problems(run_dir: Path, rows) -> dict[str, str]:
@@ -352,25 +372,27 @@ def video_problems(run_dir: Path, rows) -> dict[str, str]:
 
     Cheap (one ``lstat`` per file): a video must exist as a regular file, non-empty, and of the size stored when it
     was written (stores written before sizes were recorded are checked for existence only). ``rows`` are mappings
-    with ``unit_hash``, ``status`` and either ``videos`` [(stage, path, bytes)] or ``s*_video_path`` / ``_bytes``.
+    with ``unit_hash``, ``status`` and either ``videos`` [(stage, path, bytes)] or ``s*_video_path`` / ``_bytes``,
+    or a DataFrame as :func:`load_results` gives (faster than its ``to_dict("records")``).
     """
     out: dict[str, str] = {}
-    for row in rows:
-        if row.get("status") != "done":
+    base = Path(run_dir)
+    for h, status, videos in _video_rows(rows):
+        if status != "done":
             continue
-        for rel, size in _video_entries(row):
+        for rel, size in videos:
             if not isinstance(rel, str) or not rel:
                 continue
             try:
-                st = os.lstat(Path(run_dir) / rel)
+                st = os.lstat(base / rel)
             except OSError:
-                out[row["unit_hash"]] = f"{rel} is missing"
+                out[h] = f"{rel} is missing"
                 break
             if not stat.S_ISREG(st.st_mode):
-                out[row["unit_hash"]] = f"{rel} is not a regular file"
+                out[h] = f"{rel} is not a regular file"
             elif st.st_size == 0 or (isinstance(size, (int, float)) and size == size and st.st_size != int(size)):
-                out[row["unit_hash"]] = f"{rel} changed on disk ({st.st_size} bytes, {size} when written)"
-            if row["unit_hash"] in out:
+                out[h] = f"{rel} changed on disk ({st.st_size} bytes, {size} when written)"
+            if h in out:
                 break
     return out
 
@@ -470,13 +492,15 @@ def _units_wide(conn: sqlite3.Connection, n_stages: int):
         pos = np.array([first.get(h, -1) for h in st_cols[0]], dtype=np.int64)
     # only an integer stage joins (``stage = i`` in SQL); a stage stored as text or a fraction joins nothing
     stage_no = np.array([s if type(s) is int else -1 for s in st_cols[1]], dtype=np.int64)
+    columns = {k: _column(col, kind) for (k, kind), col in zip(STAGE_COLUMNS.items(), st_cols[2:])}
+    del st_cols
     for i in range(1, n_stages + 1):
         sel = np.flatnonzero((pos >= 0) & (stage_no == i))
         idx = np.full(n, -1, dtype=np.int64)
         idx[pos[sel]] = sel
         has = idx >= 0
-        for (k, kind), col in zip(STAGE_COLUMNS.items(), st_cols[2:]):
-            values = _column(col, kind)
+        for k, kind in STAGE_COLUMNS.items():
+            values = columns[k]
             if values.dtype != object:
                 wide = np.full(n, np.nan)
                 wide[has] = values[idx[has]]
@@ -507,7 +531,7 @@ def _load_frame(conn: sqlite3.Connection) -> tuple[Any, list[str], str | None]:
     numeric = [c for c, t in UNIT_COLUMNS.items() if t in ("INTEGER", "REAL")]
     numeric += [f"s{i}_{k}" for i in range(1, n_stages + 1) for k, t in STAGE_COLUMNS.items()
                 if t in ("INTEGER", "REAL")]
-    bad = _numeric(units, numeric, units.config.astype(str) + " / " + units.prompt_id.astype(str))
+    bad = _numeric(units, numeric, lambda: units.config.astype(str) + " / " + units.prompt_id.astype(str))
     wide, bad_m = _metric_matrix(pd.Index(units.unit_hash, dtype=object), m_rows)
     bad += bad_m
     if wide:
@@ -678,17 +702,19 @@ def load_set_metrics(run_dir: str | Path):
 def _numeric(df, columns: list[str], row_names) -> list[str]:
     """Make ``columns`` numeric in place: a column with no value at all (stage II of a single-stage-only run) or with
     text in it (SQLite keeps text in an INTEGER/REAL column) would otherwise load as object dtype and break
-    arithmetic downstream. Returns "column (row)" for each value that was not a number and is now missing."""
+    arithmetic downstream. Returns "column (row)" for each value that was not a number and is now missing;
+    ``row_names`` names the rows (a Series, or a function giving it when needed)."""
     import pandas as pd
 
     bad = []
     for c in columns:
-        if c not in df:
+        if c not in df or df[c].dtype.kind in "fiu":  # already numeric: nothing to coerce
             continue
         values = pd.to_numeric(df[c], errors="coerce")
         lost = values.isna() & df[c].notna()
         if lost.any():
-            bad += [f"{c} ({name})" for name in row_names[lost]]
+            names = row_names() if callable(row_names) else row_names
+            bad += [f"{c} ({name})" for name in names[lost]]
         df[c] = values.astype(float) if values.dtype == object else values
     return bad
 

@@ -17,7 +17,8 @@ import pytest
 from fvbench import store as store_mod
 from fvbench import store_migrate
 from fvbench.errors import FvbenchError
-from fvbench.store import (SetMetric, load_metrics, load_results, load_set_metrics, load_stages, open_store)
+from fvbench.store import (SetMetric, load_metrics, load_results, load_set_metrics, load_stages, open_store,
+                           video_problems)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store_schema1_a9c3d54"
 
@@ -371,3 +372,22 @@ def test_store_refuses_schema_3_untouched(tmp_path):
             open_store(tmp_path, **kw)
     assert _sha(tmp_path / "results.sqlite") == before
     assert not list(tmp_path.glob("results.schema1-*"))
+
+
+def test_video_problems_same_from_a_frame_records_and_video_rows(tmp_path):
+    store = open_store(tmp_path, create=True)
+    for h, n, status in (("a", 2, "done"), ("b", 2, "done"), ("c", 1, "done"), ("d", 3, "done"), ("e", 1, "failed")):
+        row, stages = _unit(h, n)
+        store.put_unit({**row, "status": status}, stages=stages)
+    store.close()
+    (tmp_path / "videos").mkdir()
+    for name, size in (("a-1", 101), ("a-2", 102), ("b-1", 101), ("c-1", 5), ("d-1", 101), ("d-2", 102)):
+        (tmp_path / "videos" / f"{name}.mp4").write_bytes(b"x" * size)
+    (tmp_path / "videos" / "d-3.mp4").mkdir()
+    want = {"b": "videos/b-2.mp4 is missing", "c": "videos/c-1.mp4 changed on disk (5 bytes, 101 when written)",
+            "d": "videos/d-3.mp4 is not a regular file"}
+    df = load_results(tmp_path)
+    assert video_problems(tmp_path, df) == want
+    assert video_problems(tmp_path, df.to_dict("records")) == want
+    rows = open_store(tmp_path, readonly=True).video_rows()
+    assert video_problems(tmp_path, rows) == want
