@@ -9,7 +9,9 @@ one host lose no rows; every query is parameterised. A schema-1 store (wide ``s1
 by readers (an in-memory migrated copy; the file is never touched) and migrated in place by writers after a backup
 copy (:mod:`fvbench.store_migrate`). A store of an unknown schema is refused before anything is touched. Readers
 open the store read-only, so an archived, read-only run folder can still be reported and exported. The store file
-and its journals are never opened through a symlink.
+and its journals are never opened through a symlink. A writer that closes the store after writing leaves the frame of
+:func:`load_results` beside it as an Arrow file, used by readers only while the store is unchanged (see
+:data:`LOAD_CACHE_NAME`); readers never write.
 """
 
 from __future__ import annotations
@@ -547,8 +549,10 @@ def load_results(run_dir: str | Path, include_failed: bool = True):
     When the store has not changed since a writing command closed it, the frame comes from the column file that
     command left beside it (:data:`LOAD_CACHE_NAME`, see :func:`write_load_cache`); otherwise from the store, by
     plain queries (no join, no sort of the wide rows). Both give the same frame. A 100k-video store (946 prompts x 5
-    samples x 21 configurations) loads from the column file in about LOADCACHED s and from the store in about
-    LOADSTORE s, against about LOADOLD s for a9c3d54 (benchmarks/bench_store_load.py, which gives the machine load)."""
+    samples x 21 configurations), measured on a 2-core machine shared with other jobs (load average 9-12, so the
+    figures are several times an idle machine's): from the column file 0.82 s (median of 3; 0.48-2.15 s), from the
+    store alone 17.2 s against 14.3 s for a9c3d54's loader in the same rounds (per-round ratios old/new 1.06, 1.17,
+    0.83: about as fast); on an idle machine a9c3d54 took 3.00 s. Details and the report's time: benchmarks/bench_store_load.py."""
     store = open_store(Path(run_dir), readonly=True)
     try:
         cached = _read_load_cache(store)
