@@ -30,8 +30,10 @@ on the idle machine of the previous session and 11-19 s here), code of commit c7
 So: with the column file `load_results` of the 100k store takes a median 0.82 s even on this overloaded machine
 (rounds 2.15, 0.48, 0.82 s: the first round, right after the build, was over 2 s); from the store alone it is about
 as fast as a9c3d54 (per-round ratios 1.06, 1.17, 0.83; the previous version of this branch was 0.72x on an idle
-machine: 4.18 s vs 3.00 s). An idle-machine figure was not measured in this session. `fvbench report` is still about 1.25x SLOWER than a9c3d54's (it does more: answer section, paired
-bootstrap, video checks). Where its time goes (cProfile of build_report, 110 s under the same load, cumulative):
+machine: 4.18 s vs 3.00 s). An idle-machine figure was not measured in this session. `fvbench report` is still
+about 1.25x SLOWER than a9c3d54's (it does more: the answer section with paired bootstrap intervals, a check of
+every saved video on disk). Where its time goes
+(cProfile of build_report, 110 s under the same load, cumulative):
 `DataFrame.to_dict("records")` 44.3 s (40%: report/build.py passes `df.to_dict("records")` to `video_problems`,
 which now takes the frame itself), `video_problems` 17.0 s (15%; 114k lstat calls 4.4 s of it), importing torch
 through `metrics.semantics` -> `get_metric` -> `metrics/offline.py` 13.1 s (12%), the PNG plots 12.6 s (11%),
