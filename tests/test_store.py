@@ -391,3 +391,14 @@ def test_video_problems_same_from_a_frame_records_and_video_rows(tmp_path):
     assert video_problems(tmp_path, df.to_dict("records")) == want
     rows = open_store(tmp_path, readonly=True).video_rows()
     assert video_problems(tmp_path, rows) == want
+
+
+def test_remove_temps_clears_a_killed_writers_column_file_temporary(tmp_path):
+    from fvbench.runfiles import remove_temps
+
+    _random_store(tmp_path, 14)
+    cache = tmp_path / store_mod.LOAD_CACHE_NAME
+    good = cache.read_bytes()
+    (tmp_path / ".tmp-k1ll3d.arrow").write_bytes(good[:100])  # what a SIGKILL in write_load_cache leaves
+    assert remove_temps(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.glob(".tmp-*")) == [] and cache.read_bytes() == good
