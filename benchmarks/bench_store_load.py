@@ -11,35 +11,39 @@ temporary folder) and of this version, each in a fresh process, alternating, and
 version's report. The machine is shared: every figure carries the load average, and the ratios are medians of
 rounds that ran side by side. Run from the repository: `python benchmarks/bench_store_load.py [--profile-report]`.
 
-Measured 2026-12-02 04:42-04:53 UTC on this 2-core machine while five other helpers ran test suites and sweeps
-(load average 8.6-14 throughout, so every absolute figure is inflated several times: a9c3d54's load took 3.00 s
-on the idle machine of the previous session and 11-19 s here), code of commit c771995 (docstrings aside),
-`python benchmarks/bench_store_load.py --repeats 3 --report-repeats 2 --profile-report`:
+Measured 2026-12-02 05:01-05:05 UTC on this 2-core machine, shared with other helpers' jobs but less loaded than
+before (load average 2.7-5.1; not idle), code of commit 8ee75f0,
+`python benchmarks/bench_store_load.py --repeats 5 --report-repeats 3 --profile-report`:
 
-    device: cpu (AMD EPYC), 2 logical cores; load_results is single-threaded; load average 14.04 13.65 11.89 at start
-    store: 99330 videos, 397320 metric rows; built both schemas in 85.7 s (executemany); a writer's close wrote the
-      column file in 28.64 s (129 MB beside a 159 MB store)
-    load_results, 3 alternating rounds, median [each]: a9c3d54 (schema 1) 14.34 s [19.19, 11.17, 14.34]; this
-      version from the store alone 17.24 s [18.05, 9.51, 17.24]; this version with the column file 0.82 s
-      [2.15, 0.48, 0.82]; median ratio old/new 17.5x (column file), 1.06x (store alone); frames (99330, 78) vs
-      (99330, 84); load average 8.85 11.59 11.45
-    fvbench report (a fresh process each, imports included), 2 alternating rounds, median [each]: a9c3d54 64.94 s
-      [58.07, 71.82]; this version (column file present, as a run leaves it) 85.83 s [89.46, 82.20]; median ratio
-      old/new 0.8x; load average 10.57 10.76 11.08
+    device: cpu (AMD EPYC), 2 logical cores; load_results is single-threaded; load average 3.87 5.87 8.58 at start
+    store: 99330 videos, 397320 metric rows; built both schemas in 17.6 s (executemany); a writer's close wrote the
+      column file in 5.73 s (129 MB beside a 159 MB store)
+    load_results, 5 alternating rounds, median [each]: a9c3d54 (schema 1) 3.65 s [3.36, 4.05, 3.84, 3.10, 3.65];
+      this version from the store alone 4.06 s [4.06, 5.04, 3.40, 4.69, 3.54]; this version with the column file
+      0.11 s [0.34, 0.11, 0.11, 0.08, 0.04]; median ratio old/new 36.8x (column file), 0.83x (store alone); frames
+      (99330, 78) vs (99330, 84); load average 2.67 5.14 8.14
+    fvbench report (a fresh process each, imports included), 3 alternating rounds, median [each]: a9c3d54 16.39 s
+      [15.38, 16.39, 16.85]; this version (column file present, as a run leaves it) 19.16 s [17.92, 19.16, 22.96];
+      median ratio old/new 0.9x; load average 3.09 4.53 7.58
 
-So: with the column file `load_results` of the 100k store takes a median 0.82 s even on this overloaded machine
-(rounds 2.15, 0.48, 0.82 s: the first round, right after the build, was over 2 s); from the store alone it is about
-as fast as a9c3d54 (per-round ratios 1.06, 1.17, 0.83; the previous version of this branch was 0.72x on an idle
-machine: 4.18 s vs 3.00 s). An idle-machine figure was not measured in this session. `fvbench report` is still
-about 1.25x SLOWER than a9c3d54's (it does more: the answer section with paired bootstrap intervals, a check of
-every saved video on disk). Where its time goes
-(cProfile of build_report, 110 s under the same load, cumulative):
-`DataFrame.to_dict("records")` 44.3 s (40%: report/build.py passes `df.to_dict("records")` to `video_problems`,
-which now takes the frame itself), `video_problems` 17.0 s (15%; 114k lstat calls 4.4 s of it), importing torch
-through `metrics.semantics` -> `get_metric` -> `metrics/offline.py` 13.1 s (12%), the PNG plots 12.6 s (11%),
-`bootstrap_ci` 3.1 s, `load_results` from the column file 2.8 s. A first run of the same benchmark before
-`video_problems` read frames column by column (04:16-04:40 UTC, load 10-13): report 98.5 s old vs 161.5 s new
-(0.6x), of which `video_problems` took 72 s.
+So: with the column file a writing command leaves, `load_results` of the 100k store takes 0.11 s (median; every
+round under 0.35 s), well under the 2 s target. From the store alone (no column file: a killed run, a hand edit) it
+takes 4.06 s, still about 1.2x SLOWER than a9c3d54's 3.65 s (median of per-round ratios 0.83x; the previous version
+of this branch was 0.72x, 4.18 s vs 3.00 s on an idle machine). A cProfile of that path (under load 10, before the
+stage columns were converted once rather than once per stage): cursor.fetchall of ~7M cells 31%, row tuples to
+columns 16%, numpy conversions 14%, the metric pivot 14%, pandas building its str columns 9%. Writing the column file costs the writer about 5.7 s
+once, when it closes the store. `fvbench report` is still about 1.1x SLOWER than a9c3d54's (19.2 s vs 16.4 s; it
+does more: the answer section with paired bootstrap intervals, a check of every saved video on disk). Where its
+time goes (cProfile of build_report, 28.5 s under cProfile, cumulative): `DataFrame.to_dict("records")` 13.1 s
+(46%; report/build.py:311 turns the whole frame into dicts for `video_problems`, which now takes the frame itself:
+passing `df` would save nearly all of it), importing torch through `metrics.semantics` -> `get_metric` ->
+`metrics/offline.py` 3.4 s (12%), `video_problems` 3.1 s (11%; 114k lstat calls 0.8 s), the PNG plots 2.9 s (10%),
+`bootstrap_ci` 0.8 s, `load_results` from the column file under 0.5 s.
+
+Earlier runs of this script, with the machine far more loaded (load average 9-14; absolute figures inflated 3-7x):
+04:42-04:53 UTC, same code: load_results a9c3d54 14.34 s, store alone 17.24 s, column file 0.82 s (rounds 2.15,
+0.48, 0.82); report 64.9 s old vs 85.8 s new. 04:16-04:40 UTC, before `video_problems` read frames column by column:
+report 98.5 s old vs 161.5 s new (0.6x), of which `video_problems` took 72 s matching 84 keys of every row.
 """
 
 from __future__ import annotations

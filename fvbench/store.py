@@ -549,11 +549,9 @@ def load_results(run_dir: str | Path, include_failed: bool = True):
     When the store has not changed since a writing command closed it, the frame comes from the column file that
     command left beside it (:data:`LOAD_CACHE_NAME`, see :func:`write_load_cache`); otherwise from the store, by
     plain queries (no join, no sort of the wide rows). Both give the same frame. A 100k-video store (946 prompts x 5
-    samples x 21 configurations), measured on a 2-core machine shared with other jobs (load average 9-12, so the
-    figures are several times an idle machine's): from the column file 0.82 s (median of 3; 0.48-2.15 s), from the
-    store alone 17.2 s against 14.3 s for a9c3d54's loader in the same rounds (per-round ratios old/new 1.06, 1.17,
-    0.83: about as fast); on an idle machine a9c3d54 took 3.00 s. Details and the report's time:
-    benchmarks/bench_store_load.py."""
+    samples x 21 configurations) on a 2-core machine shared with other jobs (load average 3-5): 0.11 s from the
+    column file, 4.06 s from the store alone, against 3.65 s for a9c3d54's loader in the same alternating rounds
+    (benchmarks/bench_store_load.py, which also times the report)."""
     store = open_store(Path(run_dir), readonly=True)
     try:
         cached = _read_load_cache(store)
