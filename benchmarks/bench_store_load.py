@@ -31,8 +31,8 @@ round under 0.35 s), well under the 2 s target. From the store alone (no column 
 takes 4.06 s, still about 1.2x SLOWER than a9c3d54's 3.65 s (median of per-round ratios 0.83x; the previous version
 of this branch was 0.72x, 4.18 s vs 3.00 s on an idle machine). A cProfile of that path (under load 10, before the
 stage columns were converted once rather than once per stage): cursor.fetchall of ~7M cells 31%, row tuples to
-columns 16%, numpy conversions 14%, the metric pivot 14%, pandas building its str columns 9%. Writing the column file costs the writer about 5.7 s
-once, when it closes the store. `fvbench report` is still about 1.1x SLOWER than a9c3d54's (19.2 s vs 16.4 s; it
+columns 16%, numpy conversions 14%, the metric pivot 14%, pandas building its str columns 9%. Writing the column
+file costs the writer about 5.7 s once, when it closes the store. `fvbench report` is still about 1.1x SLOWER than a9c3d54's (19.2 s vs 16.4 s; it
 does more: the answer section with paired bootstrap intervals, a check of every saved video on disk). Where its
 time goes (cProfile of build_report, 28.5 s under cProfile, cumulative): `DataFrame.to_dict("records")` 13.1 s
 (46%; report/build.py:311 turns the whole frame into dicts for `video_problems`, which now takes the frame itself:
