@@ -32,16 +32,16 @@ takes 4.06 s, still about 1.2x SLOWER than a9c3d54's 3.65 s (median of per-round
 of this branch was 0.72x, 4.18 s vs 3.00 s on an idle machine). A cProfile of that path (under load 10, before the
 stage columns were converted once rather than once per stage): cursor.fetchall of ~7M cells 31%, row tuples to
 columns 16%, numpy conversions 14%, the metric pivot 14%, pandas building its str columns 9%. Writing the column
-file costs the writer about 5.7 s once, when it closes the store. `fvbench report` is still about 1.1x SLOWER than a9c3d54's (19.2 s vs 16.4 s; it
-does more: the answer section with paired bootstrap intervals, a check of every saved video on disk). Where its
-time goes (cProfile of build_report, 28.5 s under cProfile, cumulative): `DataFrame.to_dict("records")` 13.1 s
-(46%; report/build.py:311 turns the whole frame into dicts for `video_problems`, which now takes the frame itself:
+file costs the writer about 5.7 s once, when it closes the store. `fvbench report` is still about 1.1x SLOWER
+than a9c3d54's (19.2 s vs 16.4 s; it does more: the answer section with paired bootstrap intervals, a check of
+every saved video on disk). Where its time goes (cProfile of build_report, 28.5 s under cProfile, cumulative):
+`DataFrame.to_dict("records")` 13.1 s (46%; report/build.py:311 turns the whole frame into dicts for `video_problems`, which now takes the frame itself:
 passing `df` would save nearly all of it), importing torch through `metrics.semantics` -> `get_metric` ->
 `metrics/offline.py` 3.4 s (12%), `video_problems` 3.1 s (11%; 114k lstat calls 0.8 s), the PNG plots 2.9 s (10%),
 `bootstrap_ci` 0.8 s, `load_results` from the column file under 0.5 s.
 
 Earlier runs of this script, with the machine far more loaded (load average 9-14; absolute figures inflated 3-7x):
-04:42-04:53 UTC, same code: load_results a9c3d54 14.34 s, store alone 17.24 s, column file 0.82 s (rounds 2.15,
+04:42-04:53 UTC, the same load code: load_results a9c3d54 14.34 s, store alone 17.24 s, column file 0.82 s (rounds 2.15,
 0.48, 0.82); report 64.9 s old vs 85.8 s new. 04:16-04:40 UTC, before `video_problems` read frames column by column:
 report 98.5 s old vs 161.5 s new (0.6x), of which `video_problems` took 72 s matching 84 keys of every row.
 """
