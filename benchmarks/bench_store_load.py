@@ -26,16 +26,16 @@ before (load average 2.7-5.1; not idle), code of commit 8ee75f0,
       [15.38, 16.39, 16.85]; this version (column file present, as a run leaves it) 19.16 s [17.92, 19.16, 22.96];
       median ratio old/new 0.9x; load average 3.09 4.53 7.58
 
-So: with the column file a writing command leaves, `load_results` of the 100k store takes 0.11 s (median; every
-round under 0.35 s), well under the 2 s target. From the store alone (no column file: a killed run, a hand edit) it
-takes 4.06 s, still about 1.2x SLOWER than a9c3d54's 3.65 s (median of per-round ratios 0.83x; the previous version
-of this branch was 0.72x, 4.18 s vs 3.00 s on an idle machine). A cProfile of that path (under load 10, before the
-stage columns were converted once rather than once per stage): cursor.fetchall of ~7M cells 31%, row tuples to
-columns 16%, numpy conversions 14%, the metric pivot 14%, pandas building its str columns 9%. Writing the column
-file costs the writer about 5.7 s once, when it closes the store. `fvbench report` is still about 1.1x SLOWER
-than a9c3d54's (19.2 s vs 16.4 s; it does more: the answer section with paired bootstrap intervals, a check of
-every saved video on disk). Where its time goes (cProfile of build_report, 28.5 s under cProfile, cumulative):
-`DataFrame.to_dict("records")` 13.1 s (46%; report/build.py:311 turns the whole frame into dicts for `video_problems`, which now takes the frame itself:
+So: with the column file a writing command leaves, `load_results` of the 100k store takes 0.11 s (median; every round
+under 0.35 s), well under the 2 s target. From the store alone (no column file: a killed run, a hand edit) it takes
+4.06 s, still about 1.2x SLOWER than a9c3d54's 3.65 s (median of per-round ratios 0.83x; the previous version of this
+branch was 0.72x, 4.18 s vs 3.00 s on an idle machine). A cProfile of that path (under load 10, before the stage
+columns were converted once rather than once per stage): cursor.fetchall of ~7M cells 31%, row tuples to columns 16%,
+numpy conversions 14%, the metric pivot 14%, pandas building its str columns 9%. Writing the column file costs the
+writer about 5.7 s once, when it closes the store. `fvbench report` is still about 1.1x SLOWER than a9c3d54's (19.2 s
+vs 16.4 s; it does more: the answer section with paired bootstrap intervals, a check of every saved video on disk).
+Where its time goes (cProfile of build_report, 28.5 s under cProfile, cumulative): `DataFrame.to_dict("records")` 13.1
+s (46%; report/build.py:311 turns the whole frame into dicts for `video_problems`, which now takes the frame itself:
 passing `df` would save nearly all of it), importing torch through `metrics.semantics` -> `get_metric` ->
 `metrics/offline.py` 3.4 s (12%), `video_problems` 3.1 s (11%; 114k lstat calls 0.8 s), the PNG plots 2.9 s (10%),
 `bootstrap_ci` 0.8 s, `load_results` from the column file under 0.5 s.
