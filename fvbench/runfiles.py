@@ -57,7 +57,8 @@ def _encodable(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-RUN_OWNED = ("results.sqlite", "results.sqlite-wal", "results.sqlite-shm", "results.sqlite-journal", "run.json", ".lock")
+RUN_OWNED = ("results.sqlite", "results.sqlite-wal", "results.sqlite-shm", "results.sqlite-journal", "run.json", ".lock",
+             "results.columns.arrow")
 RUN_OWNED_FOLDERS = ("videos", "previews", "vbench")  # everything under these belongs to the run's rows
 
 
@@ -168,10 +169,11 @@ def atomic_output(path: Path) -> Iterator[Path]:
 
 
 def remove_temps(run_dir: Path) -> int:
-    """Remove temporaries a killed writer left in a run folder's video folders (call under the run's lock)."""
+    """Remove temporaries a killed writer left in a run folder's video folders, and of the store's column file
+    (``results.columns.arrow``) in the folder itself (call under the run's lock)."""
     n = 0
-    for folder in RUN_OWNED_FOLDERS[:2]:
-        for tmp in Path(run_dir).glob(f"{folder}/*/{TMP_PREFIX}*"):
+    for pattern in (*(f"{folder}/*/{TMP_PREFIX}*" for folder in RUN_OWNED_FOLDERS[:2]), f"{TMP_PREFIX}*.arrow"):
+        for tmp in Path(run_dir).glob(pattern):
             tmp.unlink()
             n += 1
     return n

@@ -9,16 +9,21 @@ one host lose no rows; every query is parameterised. A schema-1 store (wide ``s1
 by readers (an in-memory migrated copy; the file is never touched) and migrated in place by writers after a backup
 copy (:mod:`fvbench.store_migrate`). A store of an unknown schema is refused before anything is touched. Readers
 open the store read-only, so an archived, read-only run folder can still be reported and exported. The store file
-and its journals are never opened through a symlink.
+and its journals are never opened through a symlink. A writer that closes the store after writing leaves the frame of
+:func:`load_results` beside it as an Arrow file, used by readers only while the store is unchanged (see
+:data:`LOAD_CACHE_NAME`); readers never write.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
 import sqlite3
 import stat
+import sys
 import urllib.parse
 import warnings
 from contextlib import contextmanager
@@ -118,6 +123,7 @@ class Store:
     def __init__(self, path: Path, conn: sqlite3.Connection, schema: int = SCHEMA_VERSION):
         self.path, self.conn = path, conn
         self.schema = schema  # the file's schema (a schema-1 file opened read-only is read through a migrated copy)
+        self.written = False  # a writing transaction committed: close() refreshes load_results' column file
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -130,6 +136,7 @@ class Store:
             raise
         else:
             self.conn.execute("COMMIT")
+            self.written = True
 
     def done_hashes(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT unit_hash FROM units WHERE status = 'done'")}
@@ -221,7 +228,18 @@ class Store:
         return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM info")}
 
     def close(self) -> None:
-        self.conn.close()
+        """Close the store; after writes, first refresh load_results' column file (:func:`write_load_cache`), unless
+        an exception is on its way out (an interrupted or failed command ends without the wait; the old file, no
+        longer current, is ignored by readers)."""
+        try:
+            if self.written and sys.exc_info()[0] is None:
+                self.written = False
+                try:
+                    write_load_cache(self)
+                except Exception:  # noqa: BLE001 - an optional speed-up: without the file, readers read the store
+                    pass
+        finally:
+            self.conn.close()
 
 
 def _put_metrics(c: sqlite3.Connection, unit_hash: str, metrics: Mapping[str, tuple]) -> None:
@@ -304,6 +322,11 @@ def open_store(run_dir: Path, create: bool = False, readonly: bool = False, migr
             conn.close()
             raise FvbenchError(f"{path} holds a store of another schema (version {version}, this fvbench writes "
                                f"{SCHEMA_VERSION}); use a new --out folder. Nothing was changed.")
+        if not readonly and not _has_change_tracking(conn):  # a store written before the tracking existed
+            conn.execute("BEGIN IMMEDIATE")
+            for sql in CHANGE_TRACKING:
+                conn.execute(sql)
+            conn.execute("COMMIT")
         return Store(path, conn)
     if not create:
         conn.close()
@@ -312,18 +335,38 @@ def open_store(run_dir: Path, create: bool = False, readonly: bool = False, migr
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("CREATE TABLE schema (version INTEGER NOT NULL)")
     conn.execute("INSERT INTO schema (version) VALUES (?)", (SCHEMA_VERSION,))
-    for sql in CREATE_TABLES:
+    for sql in (*CREATE_TABLES, *CHANGE_TRACKING):
         conn.execute(sql)
     conn.execute("COMMIT")
     return Store(path, conn)
 
 
-def _video_entries(row: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """(path, bytes) of a row's saved videos: its ``videos`` list, or its ``s{i}_video_path`` keys (any depth)."""
-    if isinstance(row.get("videos"), list):
-        return [(p, b) for _, p, b in row["videos"]]
-    stages = sorted(int(m.group(1)) for k in row if (m := _WIDE_STAGE_KEY.match(k)) and m.group(2) == "video_path")
-    return [(row.get(f"s{i}_video_path"), row.get(f"s{i}_video_bytes")) for i in stages]
+def _video_stages(keys) -> list[int]:
+    """The stage numbers i that have an ``s{i}_video_path`` key among ``keys``, in order."""
+    return sorted(int(m.group(1)) for k in keys if (m := _WIDE_STAGE_KEY.match(k)) and m.group(2) == "video_path")
+
+
+def _video_rows(rows) -> Iterator[tuple[Any, Any, list[tuple[Any, Any]]]]:
+    """(unit_hash, status, [(path, bytes) of its saved videos]) of each row: a mapping with a ``videos`` list or
+    ``s{i}_video_path`` / ``_bytes`` keys (any depth), or each row of a DataFrame such as load_results gives (read
+    column by column, not as a dict per row)."""
+    if hasattr(rows, "columns"):
+        stages = _video_stages(rows.columns)
+        none = [None] * len(rows)
+        videos = [(rows[f"s{i}_video_path"].tolist(),
+                   rows[f"s{i}_video_bytes"].tolist() if f"s{i}_video_bytes" in rows else none) for i in stages]
+        for j, (h, status) in enumerate(zip(rows["unit_hash"].tolist(), rows["status"].tolist())):
+            yield h, status, [(paths[j], sizes[j]) for paths, sizes in videos]
+        return
+    keys, stages = None, []
+    for row in rows:
+        if isinstance(row.get("videos"), list):
+            yield row.get("unit_hash"), row.get("status"), [(p, b) for _, p, b in row["videos"]]
+            continue
+        if row.keys() != keys:  # rows of one frame share their keys: parse them once
+            keys, stages = row.keys(), _video_stages(row)
+        yield (row.get("unit_hash"), row.get("status"),
+               [(row.get(f"s{i}_video_path"), row.get(f"s{i}_video_bytes")) for i in stages])
 
 
 def video_problems(run_dir: Path, rows) -> dict[str, str]:
@@ -331,67 +374,62 @@ def video_problems(run_dir: Path, rows) -> dict[str, str]:
 
     Cheap (one ``lstat`` per file): a video must exist as a regular file, non-empty, and of the size stored when it
     was written (stores written before sizes were recorded are checked for existence only). ``rows`` are mappings
-    with ``unit_hash``, ``status`` and either ``videos`` [(stage, path, bytes)] or ``s*_video_path`` / ``_bytes``.
+    with ``unit_hash``, ``status`` and either ``videos`` [(stage, path, bytes)] or ``s*_video_path`` / ``_bytes``,
+    or a DataFrame as :func:`load_results` gives (faster than its ``to_dict("records")``).
     """
     out: dict[str, str] = {}
-    for row in rows:
-        if row.get("status") != "done":
+    base = Path(run_dir)
+    for h, status, videos in _video_rows(rows):
+        if status != "done":
             continue
-        for rel, size in _video_entries(row):
+        for rel, size in videos:
             if not isinstance(rel, str) or not rel:
                 continue
             try:
-                st = os.lstat(Path(run_dir) / rel)
+                st = os.lstat(base / rel)
             except OSError:
-                out[row["unit_hash"]] = f"{rel} is missing"
+                out[h] = f"{rel} is missing"
                 break
             if not stat.S_ISREG(st.st_mode):
-                out[row["unit_hash"]] = f"{rel} is not a regular file"
+                out[h] = f"{rel} is not a regular file"
             elif st.st_size == 0 or (isinstance(size, (int, float)) and size == size and st.st_size != int(size)):
-                out[row["unit_hash"]] = f"{rel} changed on disk ({st.st_size} bytes, {size} when written)"
-            if row["unit_hash"] in out:
+                out[h] = f"{rel} changed on disk ({st.st_size} bytes, {size} when written)"
+            if h in out:
                 break
     return out
 
 
+def _column(values: Sequence[Any], kind: str) -> np.ndarray:
+    """One column of fetched values as an array: INTEGER or REAL (``kind``, the SQL type) becomes float in one numpy
+    call (int64 when complete and whole), anything else object; a numeric column holding text falls back to object
+    (see :func:`_numeric`)."""
+    if kind.startswith(("INTEGER", "REAL")):
+        try:
+            arr = np.array(values, dtype=float)
+        except (TypeError, ValueError):  # text in a numeric column: _numeric reports it
+            return np.array(values, dtype=object)
+        if kind.startswith("INTEGER") and len(arr) and not np.isnan(arr).any():
+            arr = arr.astype(np.int64)
+        return arr
+    return np.array(values, dtype=object)
+
+
 def _frame(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = (), types: Mapping[str, str] | None = None):
-    """A query's rows as a DataFrame built column by column (cursor.fetchall, no pandas SQL layer): a column whose
-    SQL type (``types``) is INTEGER or REAL becomes a float array in one numpy call (int64 when complete and whole),
-    other columns are left to pandas; a numeric column holding text falls back to object (see :func:`_numeric`)."""
+    """A query's rows as a DataFrame built column by column (cursor.fetchall, no pandas SQL layer), each column
+    converted by :func:`_column` after its SQL type in ``types``; text columns are left to pandas."""
     import pandas as pd
 
     cur = conn.execute(sql, params)
     names = [d[0] for d in cur.description]
     rows = cur.fetchall()
     cols = list(zip(*rows)) if rows else [()] * len(names)
-    data = {}
-    for name, col in zip(names, cols):
-        kind = (types or {}).get(name, "")
-        if kind.startswith(("INTEGER", "REAL")):
-            try:
-                arr = np.array(col, dtype=float)
-            except (TypeError, ValueError):  # text in a numeric column: _numeric reports it
-                data[name] = np.array(col, dtype=object)
-                continue
-            if kind.startswith("INTEGER") and len(arr) and not np.isnan(arr).any():
-                arr = arr.astype(np.int64)
-            data[name] = arr
-        else:
-            data[name] = np.array(col, dtype=object)
+    data = {name: _column(col, (types or {}).get(name, "")) for name, col in zip(names, cols)}
     return pd.DataFrame(data, columns=names)
 
 
 def _stage_frames(conn: sqlite3.Connection):
     return _frame(conn, f"SELECT unit_hash, stage, {', '.join(STAGE_COLUMNS)} FROM stages",
                   types={"stage": "INTEGER", **STAGE_COLUMNS})
-
-
-def _wide_sql(n_stages: int) -> str:
-    """Units with stage i's row joined as ``s{i}_<column>`` for i in 1..n_stages (primary-key lookups)."""
-    cols = ", ".join(f"s{i}.{k} AS s{i}_{k}" for i in range(1, n_stages + 1) for k in STAGE_COLUMNS)
-    joins = " ".join(f"LEFT JOIN stages AS s{i} ON s{i}.unit_hash = u.unit_hash AND s{i}.stage = {i}"
-                     for i in range(1, n_stages + 1))
-    return f"SELECT u.*, {cols} FROM units AS u {joins} ORDER BY u.preset, u.config, u.prompt_id, u.sample"
 
 
 def _metric_matrix(index, rows: list[tuple]) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -412,44 +450,222 @@ def _metric_matrix(index, rows: list[tuple]) -> tuple[dict[str, np.ndarray], lis
     bad = [f"value (metric {names[j]} of {str(hashes[j])[:12]})" for j in np.flatnonzero(lost)]
     m_codes, m_names = pd.factorize(pd.Index(names, dtype=object), sort=True)
     u_codes = index.get_indexer(pd.Index(hashes, dtype=object))
+    return _scatter(len(index), u_codes, m_codes, list(m_names), values), bad
+
+
+def _scatter(n_units: int, u_codes: np.ndarray, m_codes: np.ndarray, m_names: list[str],
+             values: np.ndarray) -> dict[str, np.ndarray]:
+    """Long metric values as ``metric:<name>`` columns: ``values[j]`` goes to row ``u_codes[j]`` (-1: no such unit,
+    dropped) of metric ``m_names[m_codes[j]]``; NaN where a unit has no value."""
     keep = u_codes >= 0
-    mat = np.full((len(index), len(m_names)), np.nan)
+    mat = np.full((n_units, len(m_names)), np.nan)
     mat[u_codes[keep], m_codes[keep]] = values[keep]
-    return {f"metric:{name}": mat[:, j] for j, name in enumerate(m_names)}, bad
+    return {f"metric:{name}": mat[:, j] for j, name in enumerate(m_names)}
+
+
+def _units_wide(conn: sqlite3.Connection, n_stages: int):
+    """The units ordered by (preset, config, prompt_id, sample), each with its stage rows as ``s{i}_<column>`` columns
+    (i in 1..n_stages): cell for cell and dtype for dtype the frame of a query joining stage i's row to each unit
+    (``LEFT JOIN stages ON unit_hash AND stage = i``, ordered in SQL; tests/test_store.py compares both), without
+    the join: units, the sort order (rowids only) and stages are read by plain queries, the wide stage columns are
+    filled by numpy over (unit row, stage) codes, and each is converted by :func:`_column` as if it had come from the
+    join (NULL where a unit has no such stage)."""
+    import pandas as pd
+
+    cur = conn.execute("SELECT * FROM units ORDER BY rowid")
+    names = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    n = len(rows)
+    order = np.fromiter((r for (r,) in conn.execute(
+        "SELECT rowid FROM units ORDER BY preset, config, prompt_id, sample")), dtype=np.int64, count=n)
+    perm = np.searchsorted(np.sort(order), order)  # row of each ordered unit in rowid order
+    data = {c: _column(col, UNIT_COLUMNS.get(c, ""))[perm]
+            for c, col in zip(names, zip(*rows) if rows else [()] * len(names))}
+    del rows
+    cur = conn.execute(f"SELECT unit_hash, stage, {', '.join(STAGE_COLUMNS)} FROM stages")
+    st_rows = cur.fetchall()
+    st_cols = list(zip(*st_rows)) if st_rows else [()] * (2 + len(STAGE_COLUMNS))
+    del st_rows
+    hashes = pd.Index(data.get("unit_hash", np.zeros(0, dtype=object)), dtype=object)
+    if hashes.is_unique:
+        pos = hashes.get_indexer(pd.Index(st_cols[0], dtype=object))
+    else:  # several NULL unit_hash (a TEXT PRIMARY KEY allows it); NULL joins nothing
+        first = {h: i for i, h in enumerate(hashes) if h is not None}
+        pos = np.array([first.get(h, -1) for h in st_cols[0]], dtype=np.int64)
+    # only an integer stage joins (``stage = i`` in SQL); a stage stored as text or a fraction joins nothing
+    stage_no = np.array([s if type(s) is int else -1 for s in st_cols[1]], dtype=np.int64)
+    columns = {k: _column(col, kind) for (k, kind), col in zip(STAGE_COLUMNS.items(), st_cols[2:])}
+    del st_cols
+    for i in range(1, n_stages + 1):
+        sel = np.flatnonzero((pos >= 0) & (stage_no == i))
+        idx = np.full(n, -1, dtype=np.int64)
+        idx[pos[sel]] = sel
+        has = idx >= 0
+        for k, kind in STAGE_COLUMNS.items():
+            values = columns[k]
+            if values.dtype != object:
+                wide = np.full(n, np.nan)
+                wide[has] = values[idx[has]]
+                if kind == "INTEGER" and n and not np.isnan(wide).any():
+                    wide = wide.astype(np.int64)
+            else:
+                wide = np.full(n, None, dtype=object)
+                wide[has] = values[idx[has]]
+                wide = _column(wide, kind)
+            data[f"s{i}_{k}"] = wide
+    return pd.DataFrame(data, columns=list(data))
+
+
+def _load_frame(conn: sqlite3.Connection) -> tuple[Any, list[str], str | None]:
+    """Every unit row with its stages and metrics (what :func:`load_results` returns with ``include_failed``), the
+    values that were text in a numeric column (read as missing), and the store's change key (None: no tracking), all
+    read in one snapshot."""
+    import pandas as pd
+
+    conn.execute("BEGIN")  # one snapshot for every query below
+    try:
+        key = _change_key(conn)
+        n_stages = max(2, conn.execute("SELECT max(stage) FROM stages").fetchone()[0] or 0)
+        units = _units_wide(conn, n_stages)
+        m_rows = conn.execute("SELECT unit_hash, metric, value FROM metrics").fetchall()
+    finally:
+        conn.execute("COMMIT")
+    numeric = [c for c, t in UNIT_COLUMNS.items() if t in ("INTEGER", "REAL")]
+    numeric += [f"s{i}_{k}" for i in range(1, n_stages + 1) for k, t in STAGE_COLUMNS.items()
+                if t in ("INTEGER", "REAL")]
+    bad = _numeric(units, numeric, lambda: units.config.astype(str) + " / " + units.prompt_id.astype(str))
+    wide, bad_m = _metric_matrix(pd.Index(units.unit_hash, dtype=object), m_rows)
+    bad += bad_m
+    if wide:
+        units = pd.concat([units, pd.DataFrame(wide, index=units.index)], axis=1)
+    return units.reset_index(drop=True), bad, key
 
 
 def load_results(run_dir: str | Path, include_failed: bool = True):
     """A run's rows as a pandas DataFrame, one per video: the unit columns (with ``final_*``), ``s{i}_<column>`` for
     each stage i (at least stages 1 and 2, NaN where a preset has no such stage) and the metrics pivoted into
-    ``metric:<name>`` columns (a numpy scatter, no pandas pivot). A 100k-video store takes about 4 s here, most of
-    it SQLite handing every cell over as a Python object (benchmarks/bench_store_load.py)."""
-    import pandas as pd
+    ``metric:<name>`` columns (a numpy scatter, no pandas pivot).
 
+    When the store has not changed since a writing command closed it, the frame comes from the column file that
+    command left beside it (:data:`LOAD_CACHE_NAME`, see :func:`write_load_cache`); otherwise from the store, by
+    plain queries (no join, no sort of the wide rows). Both give the same frame. A 100k-video store (946 prompts x 5
+    samples x 21 configurations) on a 2-core machine shared with other jobs (load average 3-5): 0.11 s from the
+    column file, 4.06 s from the store alone, against 3.65 s for a9c3d54's loader in the same alternating rounds
+    (benchmarks/bench_store_load.py, which also times the report)."""
     store = open_store(Path(run_dir), readonly=True)
     try:
-        n_stages = max(2, store.conn.execute("SELECT max(stage) FROM stages").fetchone()[0] or 0)
-        types = {**UNIT_COLUMNS, **{f"s{i}_{k}": t for i in range(1, n_stages + 1) for k, t in STAGE_COLUMNS.items()}}
-        units = _frame(store.conn, _wide_sql(n_stages), types=types)
-        m_rows = store.conn.execute("SELECT unit_hash, metric, value FROM metrics").fetchall()
+        cached = _read_load_cache(store)
+        units, bad = cached if cached is not None else _load_frame(store.conn)[:2]
     finally:
         store.close()
-    numeric = [c for c, t in UNIT_COLUMNS.items() if t in ("INTEGER", "REAL")]
-    numeric += [f"s{i}_{k}" for i in range(1, n_stages + 1) for k, t in STAGE_COLUMNS.items()
-                if t in ("INTEGER", "REAL")]
-    bad = _numeric(units, numeric, units.config.astype(str) + " / " + units.prompt_id.astype(str))
-    wide, bad_m = _metric_matrix(pd.Index(units.unit_hash, dtype=object), m_rows)
-    bad += bad_m
     if bad:
         warnings.warn(f"{store.path}: text in numeric column(s), read as missing (was the store edited by hand?): "
                       f"{'; '.join(bad[:5])}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}",
                       FvbenchWarning, stacklevel=2)
-    if wide:
-        units = pd.concat([units, pd.DataFrame(wide, index=units.index)], axis=1)
     if not include_failed:
-        units = units[units.status == "done"]
-    units = units.reset_index(drop=True)
+        units = units[units.status == "done"].reset_index(drop=True)
     units.attrs["bad_values"] = bad  # `fvbench check` refuses such a store; the report lists them
     return units
+
+
+# The column file of load_results (an Arrow IPC file beside the store). Only a writing command writes it, when it
+# closes the store it wrote to (Store.close); readers never write in a run folder. It is used only when its key
+# equals the store's current key, read in the same snapshot: a random token that triggers on units, stages and
+# metrics replace on every inserted, updated or deleted row (whoever writes, fvbench or a hand edit through SQLite),
+# the store's schema cookie (any schema change, such as a dropped trigger, changes it), and the code and library
+# versions that wrote and checked the file. A file whose key differs, or that cannot be read, is ignored.
+LOAD_CACHE_NAME = "results.columns.arrow"
+_TRACKED_TABLES = ("units", "stages", "metrics")
+_TRIGGERS = tuple(f"{t}_{op.lower()}_changes_token" for t in _TRACKED_TABLES for op in ("INSERT", "UPDATE", "DELETE"))
+CHANGE_TRACKING = (
+    "CREATE TABLE IF NOT EXISTS change_token (token BLOB NOT NULL)",
+    "INSERT INTO change_token (token) SELECT randomblob(16) WHERE NOT EXISTS (SELECT 1 FROM change_token)",
+    *(f"CREATE TRIGGER IF NOT EXISTS {t}_{op.lower()}_changes_token AFTER {op} ON {t} "
+      f"BEGIN UPDATE change_token SET token = randomblob(16); END"
+      for t in _TRACKED_TABLES for op in ("INSERT", "UPDATE", "DELETE")),
+)
+
+
+def _has_change_tracking(conn: sqlite3.Connection) -> bool:
+    """Whether the store has its change token (one row) and every trigger that replaces it."""
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+    return ("change_token" in names and names.issuperset(_TRIGGERS)
+            and conn.execute("SELECT count(*) FROM change_token").fetchone()[0] == 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _code_version() -> str:
+    """What the frame depends on besides the store: this module's source and the pandas/pyarrow versions."""
+    import pandas as pd
+    import pyarrow as pa
+
+    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return f"{code}/pandas {pd.__version__}/pyarrow {pa.__version__}"
+
+
+def _change_key(conn: sqlite3.Connection) -> str | None:
+    """The store's current content key (see above), or None when it has no change tracking (schema 1, or a store
+    written before it existed, until a writer opens it)."""
+    if not _has_change_tracking(conn):
+        return None
+    token = conn.execute("SELECT token FROM change_token").fetchone()[0]
+    if not isinstance(token, bytes):
+        return None
+    return f"{token.hex()}/schema {conn.execute('PRAGMA schema_version').fetchone()[0]}/{_code_version()}"
+
+
+def _read_load_cache(store: Store) -> tuple[Any, list[str]] | None:
+    """The frame and bad values of the column file beside ``store`` when its key is the store's current one."""
+    if store.schema != SCHEMA_VERSION:
+        return None
+    path = store.path.with_name(LOAD_CACHE_NAME)
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # not through a symlink, not a folder
+            return None
+    except OSError:
+        return None
+    import pyarrow as pa
+
+    store.conn.execute("BEGIN")
+    try:
+        key = _change_key(store.conn)
+    finally:
+        store.conn.execute("COMMIT")
+    try:
+        with pa.OSFile(str(path)) as source:  # read into memory (a mapped file changed under us would crash)
+            reader = pa.ipc.open_file(source)
+            meta = reader.schema.metadata or {}
+            if key is None or meta.get(b"fvbench.key") != key.encode():
+                return None
+            frame = reader.read_all().to_pandas()
+        return frame, json.loads(meta[b"fvbench.bad_values"])
+    except (OSError, pa.ArrowException, KeyError, ValueError):
+        return None
+
+
+def write_load_cache(store: Store) -> Path | None:
+    """Write the column file of :func:`load_results` beside a store opened for writing (its writer calls this when it
+    closes the store): the frame and its key, read in one snapshot; the file is read back and must equal the frame
+    (values, dtypes, order), or nothing is written. Returns its path, or None for a store without change tracking."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from fvbench.runfiles import atomic_output
+
+    frame, bad, key = _load_frame(store.conn)
+    if key is None:
+        return None
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"fvbench.key": key.encode(),
+                                           b"fvbench.bad_values": json.dumps(bad).encode()})
+    path = store.path.with_name(LOAD_CACHE_NAME)
+    with atomic_output(path) as tmp:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        with pa.OSFile(str(tmp)) as source:
+            back = pa.ipc.open_file(source).read_all().to_pandas()
+        pd.testing.assert_frame_equal(back, frame, check_exact=True)
+    return path
 
 
 def load_stages(run_dir: str | Path):
@@ -489,17 +705,19 @@ def load_set_metrics(run_dir: str | Path):
 def _numeric(df, columns: list[str], row_names) -> list[str]:
     """Make ``columns`` numeric in place: a column with no value at all (stage II of a single-stage-only run) or with
     text in it (SQLite keeps text in an INTEGER/REAL column) would otherwise load as object dtype and break
-    arithmetic downstream. Returns "column (row)" for each value that was not a number and is now missing."""
+    arithmetic downstream. Returns "column (row)" for each value that was not a number and is now missing;
+    ``row_names`` names the rows (a Series, or a function giving it when needed)."""
     import pandas as pd
 
     bad = []
     for c in columns:
-        if c not in df:
+        if c not in df or df[c].dtype.kind in "fiu":  # already numeric: nothing to coerce
             continue
         values = pd.to_numeric(df[c], errors="coerce")
         lost = values.isna() & df[c].notna()
         if lost.any():
-            bad += [f"{c} ({name})" for name in row_names[lost]]
+            names = row_names() if callable(row_names) else row_names
+            bad += [f"{c} ({name})" for name in names[lost]]
         df[c] = values.astype(float) if values.dtype == object else values
     return bad
 

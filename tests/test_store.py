@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing as mp
 import shutil
 import sqlite3
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from fvbench import store as store_mod
 from fvbench import store_migrate
 from fvbench.errors import FvbenchError
-from fvbench.store import (SetMetric, load_metrics, load_results, load_set_metrics, load_stages, open_store)
+from fvbench.store import (SetMetric, load_metrics, load_results, load_set_metrics, load_stages, open_store,
+                           video_problems)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store_schema1_a9c3d54"
 
@@ -166,30 +170,82 @@ def test_concurrent_writers_lose_no_rows(tmp_path):
     assert len(load_metrics(tmp_path)) == 400
 
 
-def test_load_results_fast_path_equals_reference(tmp_path):
-    rng = np.random.default_rng(0)
-    store = open_store(tmp_path, create=True)
-    for u in range(120):
-        row, stages = _unit(f"u{u:03d}", int(rng.integers(1, 4)), config=f"c{u % 5}", sample=u % 3)
-        metrics = {f"m{k}": (float(rng.normal()), None, "1") for k in range(4) if rng.random() < 0.7}
+TEXTS = ["a red cat", "it's a \"quoted\" dog", "", "ünïcødé 猫 🐈", "comma, and; semicolon", "x" * 300, None]
+
+
+def _random_store(run: Path, seed: int) -> None:
+    """A store as real runs leave them, and odder: 1-3 stages or none, failed units, missing metrics and values,
+    ties in the sort keys, text with quotes/unicode/empty, integers past 2**53, NULLs in every kind of column."""
+    rng = np.random.default_rng(seed)
+    pick = lambda xs: xs[int(rng.integers(len(xs)))]  # noqa: E731
+    store = open_store(run, create=True)
+    for u in range(int(rng.integers(20, 90))):
+        n_stages = int(rng.integers(0, 4))
+        failed = rng.random() < 0.2
+        row = {"unit_hash": f"h{seed}-{u:03d}", "config": f"c{int(rng.integers(4))}",
+               "preset": pick(["p0", "p1", None]),
+               "prompt_id": f"p{int(rng.integers(6))}", "prompt": pick(TEXTS), "sample": pick([0, 1, 2, None]),
+               "seed": int(rng.integers(2 ** 62)), "status": "failed" if failed else "done",
+               "error": "RuntimeError: boom" if failed else None, "total_s": pick([float(rng.random()), None]),
+               "flops_total": pick([2 ** 60 + 1, 10 ** 12, None]), "n_stages": n_stages or None,
+               "dimensions": pick(["subject_consistency", None]), "final_video_sha256": pick(TEXTS)}
+        stages = [{"name": f"stage{i}", "nfe": int(rng.integers(1, 50)), "cfg": pick([6.0, None, 1.5]),
+                   "solver": pick(["flow-euler", "ddim", None, ""]), "denoise_s": float(rng.random()),
+                   "shared": pick([0, 1, None]), "flops": pick([2 ** 55 + 3, 7]), "video_path": pick(TEXTS)}
+                  for i in range(1, n_stages + 1 - int(failed and n_stages > 0))]
+        metrics = {} if failed else {
+            f"m{k}": pick([(float(rng.normal()), None, "1"), (None, "nan frames", "1+mp4")])
+            for k in range(4) if rng.random() < 0.7}
         store.put_unit(row, metrics, stages=stages)
     store.put_set_metric(SetMetric("fvd", "c1", "c0", 1.0, None, "2", 3, 3, {"called_with": {}}))
     store.close()
-    df = load_results(tmp_path)
+
+
+def _joined_reference(run: Path) -> pd.DataFrame:
+    """load_results as it was built before the fast path: one joined query per stage, ordered in SQL."""
+    conn = sqlite3.connect(f"file:{run / 'results.sqlite'}?mode=ro", uri=True)
+    n = max(2, conn.execute("SELECT max(stage) FROM stages").fetchone()[0] or 0)
+    cols = ", ".join(f"s{i}.{k} AS s{i}_{k}" for i in range(1, n + 1) for k in store_mod.STAGE_COLUMNS)
+    joins = " ".join(f"LEFT JOIN stages AS s{i} ON s{i}.unit_hash = u.unit_hash AND s{i}.stage = {i}"
+                     for i in range(1, n + 1))
+    types = {**store_mod.UNIT_COLUMNS,
+             **{f"s{i}_{k}": t for i in range(1, n + 1) for k, t in store_mod.STAGE_COLUMNS.items()}}
+    units = store_mod._frame(conn, f"SELECT u.*, {cols} FROM units AS u {joins} "
+                             f"ORDER BY u.preset, u.config, u.prompt_id, u.sample", types=types)
+    store_mod._numeric(units, [c for c, t in types.items() if t in ("INTEGER", "REAL")], units.config)
+    wide, _ = store_mod._metric_matrix(pd.Index(units.unit_hash, dtype=object),
+                                       conn.execute("SELECT unit_hash, metric, value FROM metrics").fetchall())
+    conn.close()
+    return pd.concat([units, pd.DataFrame(wide, index=units.index)], axis=1).reset_index(drop=True)
+
+
+def _uncached(run: Path, monkeypatch) -> pd.DataFrame:
+    with monkeypatch.context() as m:
+        m.setattr(store_mod, "_read_load_cache", lambda store: None)
+        return load_results(run)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_load_results_fast_path_equals_reference(tmp_path, monkeypatch, seed):
+    _random_store(tmp_path, seed)
+    df = _uncached(tmp_path, monkeypatch)
+    # exactly the frame of the joined, SQL-ordered query: columns, dtypes, order (ties included), values
+    pd.testing.assert_frame_equal(df, _joined_reference(tmp_path), check_exact=True)
+    assert df.attrs == {"bad_values": []}
+    # and the values of a plain pandas pivot of the three tables
     conn = sqlite3.connect(tmp_path / "results.sqlite")
-    units = pd.read_sql_query("SELECT * FROM units ORDER BY preset, config, prompt_id, sample", conn)
+    units = pd.read_sql_query("SELECT * FROM units", conn).set_index("unit_hash")
     stages = pd.read_sql_query("SELECT * FROM stages", conn)
     metrics = pd.read_sql_query("SELECT unit_hash, metric, value FROM metrics", conn)
     conn.close()
     ref = units
     sw = stages.pivot(index="unit_hash", columns="stage")
     sw.columns = [f"s{s}_{c}" for c, s in sw.columns]
-    ref = ref.merge(sw, left_on="unit_hash", right_index=True, how="left")
+    ref = ref.join(sw, how="left")
     mw = metrics.pivot(index="unit_hash", columns="metric", values="value")
     mw.columns = [f"metric:{c}" for c in mw.columns]
-    ref = ref.merge(mw, left_on="unit_hash", right_index=True, how="left")
-    assert {c for c in ref.columns if c[0] == "s" and c[1].isdigit()} == \
-        {c for c in df.columns if c[0] == "s" and c[1].isdigit()}
+    ref = ref.join(mw, how="left").loc[df.unit_hash]
+    assert {c for c in ref.columns if c[0] == "s" and c[1].isdigit()} <= set(df.columns)
     for c in ref.columns:
         a, b = ref[c].to_numpy(), df[c].to_numpy()
         if a.dtype.kind in "fiu":
@@ -197,6 +253,110 @@ def test_load_results_fast_path_equals_reference(tmp_path):
         else:
             assert [x if pd.notna(x) else None for x in a] == [x if pd.notna(x) else None for x in b], c
     assert len(load_set_metrics(tmp_path)) == 1
+    # the column file the writer left gives the same frame, and so does the filter on failed units
+    assert (tmp_path / store_mod.LOAD_CACHE_NAME).is_file()
+    with monkeypatch.context() as m:
+        m.setattr(store_mod, "_units_wide", None)  # the store is not read: the column file is
+        cached = load_results(tmp_path)
+        done = load_results(tmp_path, include_failed=False)
+    pd.testing.assert_frame_equal(cached, df, check_exact=True)
+    pd.testing.assert_frame_equal(done, df[df.status == "done"].reset_index(drop=True), check_exact=True)
+    assert cached.attrs == {"bad_values": []}
+
+
+def _folder(run: Path) -> dict[str, bytes]:
+    """The run folder's files (SQLite's own -wal/-shm journals, which any reader of a WAL store may create, aside)."""
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir())
+            if p.is_file() and p.suffix not in (".sqlite-wal", ".sqlite-shm")}
+
+
+HAND_EDITS = [
+    "UPDATE units SET total_s = 123.5 WHERE rowid = (SELECT min(rowid) FROM units WHERE status = 'done')",
+    "UPDATE stages SET solver = 'edited' WHERE stage = 1",
+    "INSERT INTO metrics (unit_hash, metric, value) SELECT unit_hash, 'hand', 7.0 FROM units LIMIT 2",
+    "DELETE FROM stages WHERE stage = 2",
+    "INSERT OR REPLACE INTO units (unit_hash, config, status) SELECT unit_hash, 'cX', 'done' FROM units LIMIT 1",
+    "DELETE FROM metrics",
+    "UPDATE units SET seed = 'not a number' WHERE rowid = (SELECT max(rowid) FROM units WHERE seed IS NOT NULL)",
+    "ALTER TABLE units ADD COLUMN extra TEXT DEFAULT 'new'",
+    "DROP TRIGGER units_update_changes_token; UPDATE units SET total_s = 99.0",
+    "DELETE FROM change_token; UPDATE units SET total_s = 98.0",
+]
+
+
+def test_load_cache_is_never_stale(tmp_path, monkeypatch):
+    """A change made behind fvbench's back (plain sqlite3, as a user editing the store would) right after a writer
+    left a current column file: load_results returns what the store holds now, and reading writes nothing."""
+    _random_store(tmp_path, 11)
+    for sql in HAND_EDITS:
+        store = open_store(tmp_path)  # a writer: restores the change tracking a previous edit dropped
+        assert store_mod.write_load_cache(store)
+        store.close()
+        with monkeypatch.context() as m, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.setattr(store_mod, "_units_wide", None)  # the column file is current: the store is not read
+            before = load_results(tmp_path)
+        conn = sqlite3.connect(tmp_path / "results.sqlite", isolation_level=None)
+        conn.executescript(sql)
+        conn.close()
+        files = _folder(tmp_path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = load_results(tmp_path)
+            want = _uncached(tmp_path, monkeypatch)
+        pd.testing.assert_frame_equal(got, want, check_exact=True, obj=sql)
+        assert got.attrs == want.attrs
+        assert not got.equals(before), sql  # every edit changed the frame, and the change is seen
+        assert _folder(tmp_path) == files, sql  # a reader writes nothing, the column file included
+    assert any("seed" in b for b in got.attrs["bad_values"])
+
+
+def test_load_cache_is_used_only_when_current(tmp_path, monkeypatch):
+    _random_store(tmp_path, 12)
+    other = tmp_path / "other"
+    other.mkdir()
+    _random_store(other, 12)  # the same rows, another store: another token
+    cache = tmp_path / store_mod.LOAD_CACHE_NAME
+    good = cache.read_bytes()
+    want = load_results(tmp_path)
+    monkeypatch.setattr(store_mod, "_units_wide", None)  # from here on, reading the store would fail
+    pd.testing.assert_frame_equal(load_results(tmp_path), want, check_exact=True)
+    cache.write_bytes((other / store_mod.LOAD_CACHE_NAME).read_bytes())
+    with pytest.raises(TypeError):  # the borrowed file is refused, so the store is read
+        load_results(tmp_path)
+    for broken in (good[: len(good) // 2], b"", b"not arrow"):
+        cache.write_bytes(broken)
+        with pytest.raises(TypeError):
+            load_results(tmp_path)
+    cache.unlink()
+    (tmp_path / "elsewhere.arrow").write_bytes(good)
+    cache.symlink_to(tmp_path / "elsewhere.arrow")  # never read through a symlink
+    with pytest.raises(TypeError):
+        load_results(tmp_path)
+    cache.unlink()
+    cache.write_bytes(good)
+    pd.testing.assert_frame_equal(load_results(tmp_path), want, check_exact=True)
+    monkeypatch.setattr(store_mod, "_code_version", lambda: "another fvbench")  # written by other code
+    with pytest.raises(TypeError):
+        load_results(tmp_path)
+
+
+def test_writer_refreshes_cache_and_readers_never_create_it(tmp_path, monkeypatch):
+    _random_store(tmp_path, 13)
+    cache = tmp_path / store_mod.LOAD_CACHE_NAME
+    cache.unlink()
+    files = _folder(tmp_path)
+    for read in (load_results, load_stages, load_metrics, load_set_metrics):
+        read(tmp_path)
+    assert _folder(tmp_path) == files and not cache.exists()
+    store = open_store(tmp_path)
+    row, stages = _unit("late", 2)
+    store.put_unit(row, {"m0": (5.0, None, "1")}, stages=stages)
+    store.close()
+    assert cache.is_file()
+    df = load_results(tmp_path)
+    assert df.set_index("unit_hash").loc["late", "metric:m0"] == 5.0
+    pd.testing.assert_frame_equal(df, _uncached(tmp_path, monkeypatch), check_exact=True)
 
 
 def test_store_refuses_schema_3_untouched(tmp_path):
@@ -212,3 +372,33 @@ def test_store_refuses_schema_3_untouched(tmp_path):
             open_store(tmp_path, **kw)
     assert _sha(tmp_path / "results.sqlite") == before
     assert not list(tmp_path.glob("results.schema1-*"))
+
+
+def test_video_problems_same_from_a_frame_records_and_video_rows(tmp_path):
+    store = open_store(tmp_path, create=True)
+    for h, n, status in (("a", 2, "done"), ("b", 2, "done"), ("c", 1, "done"), ("d", 3, "done"), ("e", 1, "failed")):
+        row, stages = _unit(h, n)
+        store.put_unit({**row, "status": status}, stages=stages)
+    store.close()
+    (tmp_path / "videos").mkdir()
+    for name, size in (("a-1", 101), ("a-2", 102), ("b-1", 101), ("c-1", 5), ("d-1", 101), ("d-2", 102)):
+        (tmp_path / "videos" / f"{name}.mp4").write_bytes(b"x" * size)
+    (tmp_path / "videos" / "d-3.mp4").mkdir()
+    want = {"b": "videos/b-2.mp4 is missing", "c": "videos/c-1.mp4 changed on disk (5 bytes, 101 when written)",
+            "d": "videos/d-3.mp4 is not a regular file"}
+    df = load_results(tmp_path)
+    assert video_problems(tmp_path, df) == want
+    assert video_problems(tmp_path, df.to_dict("records")) == want
+    rows = open_store(tmp_path, readonly=True).video_rows()
+    assert video_problems(tmp_path, rows) == want
+
+
+def test_remove_temps_clears_a_killed_writers_column_file_temporary(tmp_path):
+    from fvbench.runfiles import remove_temps
+
+    _random_store(tmp_path, 14)
+    cache = tmp_path / store_mod.LOAD_CACHE_NAME
+    good = cache.read_bytes()
+    (tmp_path / ".tmp-k1ll3d.arrow").write_bytes(good[:100])  # what a SIGKILL in write_load_cache leaves
+    assert remove_temps(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.glob(".tmp-*")) == [] and cache.read_bytes() == good
