@@ -201,13 +201,13 @@ def _compare_families(resolution: str | None, seconds: float | None, utilization
                f"meta device (model = text encoders + transformer forwards; VAE = encode + decode + latent upsampler); "
                f"PFLOP = 1e15")
     gpus = " ".join(f"{g + ' s':>11s}" for g in FAMILY_GPUS)
-    click.echo(f"{'preset':26s} {'frames':>6s} {'fps':>4s} {'HxW':>9s} {'stages':34s} {'model PF':>9s} {'VAE PF':>7s} "
+    click.echo(f"{'preset':31s} {'frames':>6s} {'fps':>4s} {'HxW':>9s} {'stages':34s} {'model PF':>9s} {'VAE PF':>7s} "
                f"{'total PF':>9s} {gpus}")
     for r in rows:
         stages = " -> ".join(r["stages"])
         proj = " ".join(f"{r['projected_seconds'][g]:11.1f}" for g in FAMILY_GPUS)
         mark = "" if r["native"] else "*"
-        click.echo(f"{r['preset'] + mark:26s} {r['frames']:6d} {r['fps']:4g} {str(r['height']) + 'x' + str(r['width']):>9s} "
+        click.echo(f"{r['preset'] + mark:31s} {r['frames']:6d} {r['fps']:4g} {str(r['height']) + 'x' + str(r['width']):>9s} "
                    f"{stages[:34]:34s} {r['model_flops'] / 1e15:9.2f} {r['vae_flops'] / 1e15:7.2f} "
                    f"{r['total_flops'] / 1e15:9.2f} {proj}")
     for r in rows:
