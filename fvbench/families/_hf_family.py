@@ -71,15 +71,6 @@ def load_auto_tokenizer(path: Path, dtype: torch.dtype):
     return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
-def check_options(stage: StageConfig, known: dict[str, type | tuple[type, ...]]) -> None:
-    """Raise ValueError for a stage option the pipeline does not know, or of the wrong type."""
-    for key, value in stage.options.items():
-        if key not in known:
-            raise ValueError(f"stage {stage.name!r}: unknown option {key!r} (known: {', '.join(sorted(known))})")
-        if not isinstance(value, known[key]) or isinstance(value, bool) and known[key] in (int, float, (int, float)):
-            raise ValueError(f"stage {stage.name!r}: option {key!r} has the wrong type ({type(value).__name__})")
-
-
 def flow_scheduler(stage: StageConfig):
     """The stage's FlowMatchEulerDiscreteScheduler, configured as the published scheduler_config.json says
     (``options.scheduler``; diffusers' defaults for what it leaves out)."""

@@ -18,20 +18,12 @@ import torch
 
 from fvbench.compute.timing import ComponentTimer
 from fvbench.errors import FvbenchError
-from fvbench.families._hf_family import (FlowMatchGenerator, check_options, count_module, flops_result, meta, row,
+from fvbench.families._hf_family import (FlowMatchGenerator, count_module, flops_result, meta, row,
                                          vae_decode_flops)
 from fvbench.generation.denoiser import GuidedCall
 from fvbench.generation.presets import Preset, StageConfig
 
 # The stage options of pipeline 'hunyuan' and their defaults (HunyuanVideoPipeline.__call__'s).
-OPTIONS: dict[str, type | tuple[type, ...]] = {
-    "guidance_scale": (int, float),  # embedded guidance, given to the transformer (x 1000)
-    "scheduler": dict,  # FlowMatchEulerDiscreteScheduler arguments (the folder's scheduler_config.json)
-    "prompt_template": str,  # the Llama prompt template, '{}' where the prompt goes
-    "crop_start": int,  # template tokens dropped from the Llama output
-    "clip_max_length": int,  # CLIP's token count (the pipeline's 77)
-    "hidden_layers_to_skip": int,  # Llama's hidden state used: hidden_states[-(skip + 1)] (the pipeline's 2)
-}
 DEFAULTS = {"guidance_scale": 6.0, "clip_max_length": 77, "hidden_layers_to_skip": 2}
 
 
@@ -42,22 +34,6 @@ def opt(stage: StageConfig, key: str) -> Any:
     if key in DEFAULTS:
         return DEFAULTS[key]
     raise FvbenchError(f"stage {stage.name!r}: pipeline 'hunyuan' needs option {key!r}")
-
-
-def validate(preset: Preset) -> None:
-    """Options known and typed; a template with exactly one '{}'; one text setting for all stages."""
-    for s in preset.stages:
-        check_options(s, OPTIONS)
-        for key in ("prompt_template", "crop_start"):
-            if key not in s.options:
-                raise ValueError(f"stage {s.name!r}: pipeline 'hunyuan' needs option {key!r}")
-        if s.options["prompt_template"].count("{}") != 1:
-            raise ValueError(f"stage {s.name!r}: prompt_template must hold one '{{}}' where the prompt goes")
-        if s.options["crop_start"] < 0:
-            raise ValueError(f"stage {s.name!r}: crop_start must be >= 0")
-    for key in ("prompt_template", "crop_start", "clip_max_length", "hidden_layers_to_skip"):
-        if len({repr(s.options.get(key)) for s in preset.stages}) > 1:
-            raise ValueError(f"option {key!r} must be the same in every stage (the prompt is encoded once)")
 
 
 @dataclass

@@ -19,26 +19,11 @@ import torch.nn.functional as F
 
 from fvbench.compute.timing import ComponentTimer
 from fvbench.errors import FvbenchError
-from fvbench.families._hf_family import (FlowMatchGenerator, check_options, count_module, flops_result, meta, row,
+from fvbench.families._hf_family import (FlowMatchGenerator, count_module, flops_result, meta, row,
                                          vae_decode_flops)
 from fvbench.generation.denoiser import GuidedCall
 from fvbench.generation.presets import Preset, StageConfig
 
-OPTIONS: dict[str, type | tuple[type, ...]] = {
-    "scheduler": dict,  # FlowMatchEulerDiscreteScheduler arguments (the folder's scheduler_config.json)
-    "threshold_noise": (int, float),  # where the linear part of the schedule ends (the pipeline's 0.025)
-    "linear_steps": int,  # steps in the linear part (default: half the steps, as the pipeline)
-}
-
-
-def validate(preset: Preset) -> None:
-    """Options known and typed, the schedule's threshold in (0, 1), its linear part shorter than the stage."""
-    for s in preset.stages:
-        check_options(s, OPTIONS)
-        if not 0 < s.options.get("threshold_noise", 0.025) < 1:
-            raise ValueError(f"stage {s.name!r}: threshold_noise must be in (0, 1)")
-        if "linear_steps" in s.options and not 1 <= s.options["linear_steps"] < s.nfe:
-            raise ValueError(f"stage {s.name!r}: linear_steps must be in [1, nfe)")
 
 
 def linear_quadratic_sigmas(steps: int, threshold: float = 0.025, linear_steps: int | None = None) -> np.ndarray:

@@ -6,12 +6,16 @@ Light to import: it only registers; the generator, builders and FLOP rule live i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from fvbench.families._checks import check_options
 from fvbench.families._lazy import lazy_build, lazy_load
 from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, ComponentType, VaeGeometry,
                                                 _build_diffusers, _build_tokenizer, register_component_type)
 from fvbench.generation.pipelines import PipelineInfo, register_pipeline
+
+if TYPE_CHECKING:
+    from fvbench.generation.presets import Preset
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")
 
@@ -49,5 +53,31 @@ for _ct in (
 
 register_pipeline(PipelineInfo(
     "hunyuan", "fvbench.families._hunyuan:HunyuanGenerator", ("flow-match-euler",), ("noise",),
-    flops="fvbench.families._hunyuan:preset_flops", validate="fvbench.families._hunyuan:validate",
+    flops="fvbench.families._hunyuan:preset_flops", validate=f"{__name__}:validate",
     description="HunyuanVideo as diffusers' HunyuanVideoPipeline runs it (Llama + CLIP text, embedded guidance)"))
+
+
+OPTIONS: dict[str, type | tuple[type, ...]] = {
+    "guidance_scale": (int, float),  # embedded guidance, given to the transformer (x 1000)
+    "scheduler": dict,  # FlowMatchEulerDiscreteScheduler arguments (the folder's scheduler_config.json)
+    "prompt_template": str,  # the Llama prompt template, '{}' where the prompt goes
+    "crop_start": int,  # template tokens dropped from the Llama output
+    "clip_max_length": int,  # CLIP's token count (the pipeline's 77)
+    "hidden_layers_to_skip": int,  # Llama's hidden state used: hidden_states[-(skip + 1)] (the pipeline's 2)
+}
+
+
+def validate(preset: "Preset") -> None:
+    """Options known and typed; a template with exactly one '{}'; one text setting for all stages."""
+    for s in preset.stages:
+        check_options(s, OPTIONS)
+        for key in ("prompt_template", "crop_start"):
+            if key not in s.options:
+                raise ValueError(f"stage {s.name!r}: pipeline 'hunyuan' needs option {key!r}")
+        if s.options["prompt_template"].count("{}") != 1:
+            raise ValueError(f"stage {s.name!r}: prompt_template must hold one '{{}}' where the prompt goes")
+        if s.options["crop_start"] < 0:
+            raise ValueError(f"stage {s.name!r}: crop_start must be >= 0")
+    for key in ("prompt_template", "crop_start", "clip_max_length", "hidden_layers_to_skip"):
+        if len({repr(s.options.get(key)) for s in preset.stages}) > 1:
+            raise ValueError(f"option {key!r} must be the same in every stage (the prompt is encoded once)")

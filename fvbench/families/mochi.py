@@ -7,11 +7,16 @@ side is T5-v1.1-XXL, fvbench's own ``t5-encoder`` / ``t5-tokenizer`` types.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
+from fvbench.families._checks import check_options
 from fvbench.families._lazy import lazy_load
 from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, ComponentType, VaeGeometry, _build_diffusers,
                                                 register_component_type)
 from fvbench.generation.pipelines import PipelineInfo, register_pipeline
+
+if TYPE_CHECKING:
+    from fvbench.generation.presets import Preset
 
 
 def _latent_frames(frames: int) -> int:
@@ -33,5 +38,22 @@ for _ct in (
 
 register_pipeline(PipelineInfo(
     "mochi", "fvbench.families._mochi:MochiGenerator", ("flow-match-euler",), ("noise",),
-    flops="fvbench.families._mochi:preset_flops", validate="fvbench.families._mochi:validate",
+    flops="fvbench.families._mochi:preset_flops", validate=f"{__name__}:validate",
     description="Mochi 1 as diffusers' MochiPipeline runs it (masked T5, linear-quadratic sigmas, batched CFG)"))
+
+
+OPTIONS: dict[str, type | tuple[type, ...]] = {
+    "scheduler": dict,  # FlowMatchEulerDiscreteScheduler arguments (the folder's scheduler_config.json)
+    "threshold_noise": (int, float),  # where the linear part of the schedule ends (the pipeline's 0.025)
+    "linear_steps": int,  # steps in the linear part (default: half the steps, as the pipeline)
+}
+
+
+def validate(preset: "Preset") -> None:
+    """Options known and typed, the schedule's threshold in (0, 1), its linear part shorter than the stage."""
+    for s in preset.stages:
+        check_options(s, OPTIONS)
+        if not 0 < s.options.get("threshold_noise", 0.025) < 1:
+            raise ValueError(f"stage {s.name!r}: threshold_noise must be in (0, 1)")
+        if "linear_steps" in s.options and not 1 <= s.options["linear_steps"] < s.nfe:
+            raise ValueError(f"stage {s.name!r}: linear_steps must be in [1, nfe)")

@@ -53,8 +53,8 @@ register_pipeline(PipelineInfo(
 
 
 register_pipeline(PipelineInfo(
-    "composite", "fvbench.generation.composite:CompositeGenerator", (), (),
-    flops="fvbench.generation.composite:composite_flops", validate="fvbench.generation.composite:validate_composite",
+    "composite", "fvbench.generation.composite_run:CompositeGenerator", (), (),
+    flops="fvbench.generation.composite_run:composite_flops", validate="fvbench.generation.composite:validate_composite",
     description="a cross-family cascade: each stage run by its own pipeline (stage 'pipeline'), on the components "
                 "its 'roles' name"))
 
