@@ -234,13 +234,13 @@ def bench(repeats: int, use_compile: bool) -> None:
     gemm, results = run_bench(repeats=repeats, compile=use_compile)
     click.echo(f"roofline: fp32 GEMM 2048^3 = {gemm / 1e9:.1f} GFLOP/s (best of 5) on cpu, "
                f"{torch.get_num_threads()} threads")
-    click.echo(f"{'preset':18s} {'stage':7s} {'width':>5s} {'layers':>6s} {'tokens':>6s} {'batch':>5s} "
+    click.echo(f"{'preset':20s} {'stage':10s} {'width':>5s} {'layers':>6s} {'tokens':>6s} {'batch':>5s} "
                f"{'GFLOP/fwd':>9s} {'median s':>9s} {'min s':>8s} {'GFLOP/s':>8s} {'of GEMM':>7s}  note")
     for r in results:
         util = r.achieved / gemm
         note = ""
         if not r.batch:  # a model family's stage: its whole denoising loop, timed through its generator
-            click.echo(f"{r.preset:18s} {r.stage:7s} {'':>5s} {'':>6s} {'':>6s} {'':>5s} "
+            click.echo(f"{r.preset:20s} {r.stage:10s} {'':>5s} {'':>6s} {'':>6s} {'':>5s} "
                        f"{r.flops / 1e9:9.2f} {r.timing.median:9.4f} {r.timing.min:8.4f} {r.achieved / 1e9:8.1f} "
                        f"{util:7.1%}  whole denoise loop ({r.flops / 1e9:.2f} GFLOP counted for its NFE), "
                        f"{r.timing.repeats} repeats")
@@ -250,7 +250,8 @@ def bench(repeats: int, use_compile: bool) -> None:
                     f"to amortise per-op overhead")
         if r.timing.compile_seconds is not None:
             note += f" (compile {r.timing.compile_seconds:.1f} s, excluded)"
-        click.echo(f"{r.preset:18s} {r.stage:7s} {r.width:5d} {r.layers:6d} {r.tokens:6d} {r.batch:5d} "
+        click.echo(f"{r.preset:20s} {r.stage:10s} {r.width:5d} {r.layers:6d} {r.tokens:6d} {r.batch:5d} "
                    f"{r.flops / 1e9:9.2f} {r.timing.median:9.4f} {r.timing.min:8.4f} {r.achieved / 1e9:8.1f} "
                    f"{util:7.1%}  {note}")
-    click.echo(f"one forward per timing, warm-up excluded, {repeats} repeats (median and min); FLOPs counted on meta")
+    click.echo(f"one forward per timing (a model family's stage: its whole denoising loop at 2 NFE, up to 3 repeats), "
+               f"warm-up excluded, {repeats} repeats (median and min); FLOPs counted on meta")
