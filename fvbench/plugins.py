@@ -77,7 +77,7 @@ def discover() -> list[str]:
         return list(_loaded)
 
 
-def _resolve(target: str) -> Any:
+def resolve(target: str) -> Any:
     module, _, attr = target.partition(":")
     obj = importlib.import_module(module)
     for part in attr.split(".") if attr else ():
@@ -123,7 +123,7 @@ class Registry(Mapping[str, T], Generic[T]):
             raise UnknownNameError(self.kind, name, sorted(self._entries))
         entry = self._entries[name]
         if isinstance(entry, str) and ":" in entry:
-            entry = _resolve(entry)
+            entry = resolve(entry)
             self._entries[name] = entry
         return entry
 

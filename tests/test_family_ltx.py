@@ -299,10 +299,10 @@ def test_real_flops_on_meta_match_an_analytic_count():
 
 @pytest.mark.parametrize("vae", ["ltx-video-2b", "ltx-video-multiscale", "tiny-ltx"])
 def test_vae_decode_flops_extend_exactly_to_other_sizes(vae):
-    from fvbench.compute.flops import _key
+    from fvbench.compute.flops import config_key
     from fvbench.families._ltx import _decode_count
 
-    key = _key(get_preset(vae).components["vae"].config)
+    key = config_key(get_preset(vae).components["vae"].config)
     for h, w in ((3, 5), (6, 7)):
         assert decode_flops(key, 3, h, w) == _decode_count(key, 3, h, w)
 

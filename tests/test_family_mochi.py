@@ -119,7 +119,7 @@ def test_meta_count_equals_a_count_of_the_real_processor():
     counter sees), and bound them from above with padding."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from fvbench.compute.flops import _count
+    from fvbench.compute.flops import count_flops
     from fvbench.families._mochi import transformer_flops
 
     p = _preset()
@@ -132,7 +132,7 @@ def test_meta_count_equals_a_count_of_the_real_processor():
         mask = torch.zeros(2, p.max_text_length, dtype=torch.bool)
         mask[:, :valid] = True
         with sdpa_kernel(SDPBackend.MATH):
-            return _count(lambda: model(hidden_states=x, encoder_hidden_states=enc, timestep=torch.tensor([9.0, 9.0]),
+            return count_flops(lambda: model(hidden_states=x, encoder_hidden_states=enc, timestep=torch.tensor([9.0, 9.0]),
                                         encoder_attention_mask=mask, return_dict=False))[0]
 
     counted = transformer_flops(p, stage, 2)[0]
@@ -158,7 +158,7 @@ def test_real_preset_follows_diffusers():
 def test_real_10b_flops_match_an_analytic_count():
     """The published 10B configuration at 480x848x163 on meta, against 2 x weights x tokens per linear layer (video
     stream x video tokens, text stream x text tokens) plus attention 4 N^2 d per layer; T5-XXL likewise."""
-    from fvbench.compute.flops import _meta_module, preset_flops
+    from fvbench.compute.flops import meta_module, preset_flops
     from fvbench.families._hf_family import vae_decode_flops
     from fvbench.families._mochi import transformer_flops
 
@@ -168,7 +168,7 @@ def test_real_10b_flops_match_an_analytic_count():
     c = p.components["transformer"].config
     d = c["num_attention_heads"] * c["attention_head_dim"]
     video, text = 28 * (480 // 16) * (848 // 16), 256
-    model = _meta_module("mochi-transformer", __import__("json").dumps(c, sort_keys=True))
+    model = meta_module("mochi-transformer", __import__("json").dumps(c, sort_keys=True))
     linear = 0
     for name, mod in model.transformer_blocks.named_modules():
         if isinstance(mod, torch.nn.Linear) and ".norm" not in f".{name}":  # adaLN modulation sees one token

@@ -68,10 +68,10 @@ def test_vae_area_scaling_equals_a_direct_count():
         vae.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=48) if tiling else vae.disable_tiling()
         import fvbench.compute.flops as fl
 
-        fl._meta_module.cache_clear()
+        fl.meta_module.cache_clear()
         fl._vae_per_area.cache_clear()
-        orig = fl._meta_module
-        fl._meta_module = lambda *a: vae
+        orig = fl.meta_module
+        fl.meta_module = lambda *a: vae
         try:
             for op, shape in (("decode", (1, 4, 3, 12, 20)), ("encode", (1, 3, 9, 96, 160))):
                 vae.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=48) if tiling else vae.disable_tiling()
@@ -86,8 +86,8 @@ def test_vae_area_scaling_equals_a_direct_count():
                 else:
                     assert predicted == counter.get_total_flops(), (op, tiling)
         finally:
-            fl._meta_module = orig
-            fl._meta_module.cache_clear()
+            fl.meta_module = orig
+            fl.meta_module.cache_clear()
             fl._vae_per_area.cache_clear()
 
 

@@ -174,14 +174,14 @@ def test_release_width_slices():
 
 
 def test_flashvideo_flops_count_51_and_5_forwards_and_the_release_vae():
-    from fvbench.compute.flops import _key, _vae_flops, cfg_batch, preset_flops, transformer_forward_flops
+    from fvbench.compute.flops import config_key, _vae_flops, cfg_batch, preset_flops, transformer_forward_flops
 
     p = get_preset("flashvideo")
     f = preset_flops(p)
     s1, s2 = p.stages
     assert f["stages"]["stage1"]["denoise"] == 51 * transformer_forward_flops(p, s1, cfg_batch(s1)).flops
     assert f["stages"]["stage2"]["denoise"] == 5 * transformer_forward_flops(p, s2, cfg_batch(s2)).flops
-    key = _key(p.components["vae"].config)
+    key = config_key(p.components["vae"].config)
     whole = _vae_flops(key, "decode", 49, 1072, 1920, False)[0]
     tiled = _vae_flops(key, "encode", 49, 1072, 1920, True)[0]
     assert f["stages"]["stage2"]["vae_decode"] == pytest.approx(whole * 272 / 240, rel=1e-9)  # two 136-column slices

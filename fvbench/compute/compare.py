@@ -101,9 +101,9 @@ def _frames_for(preset, seconds: float) -> int:
     n = max(1, int(round(seconds * preset.fps)))
     for frames in range(n, n + 64):
         try:
-            preset._vae_geometry().latent_frames(frames)
+            preset.with_overrides(frames=frames)  # the VAE's frame rule, as any frame override is checked
             return frames
-        except ValueError:
+        except FvbenchError:
             continue
     raise ValueError(f"preset {preset.name!r}: no valid frame count near {n}")
 

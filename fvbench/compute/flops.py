@@ -44,7 +44,7 @@ class ForwardFlops:
         return self.attention_flops / self.flops if self.flops else 0.0
 
 
-def _count(fn) -> tuple[int, int]:
+def count_flops(fn) -> tuple[int, int]:
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         fn()
@@ -53,12 +53,12 @@ def _count(fn) -> tuple[int, int]:
     return int(counter.get_total_flops()), int(attention)
 
 
-def _key(config: dict[str, Any]) -> str:
+def config_key(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True)
 
 
 @lru_cache(maxsize=64)
-def _meta_module(type_name: str, config_key: str) -> torch.nn.Module:
+def meta_module(type_name: str, config_key: str) -> torch.nn.Module:
     with torch.device("meta"):
         module = COMPONENT_TYPES[type_name].build(json.loads(config_key))
     return module.eval()
@@ -67,7 +67,7 @@ def _meta_module(type_name: str, config_key: str) -> torch.nn.Module:
 @lru_cache(maxsize=512)
 def _transformer_flops(type_name: str, config_key: str, frames: int, h: int, w: int, text_len: int,
                        batch: int) -> tuple[int, int, int, int]:
-    model = _meta_module(type_name, config_key)
+    model = meta_module(type_name, config_key)
     cfg = model.config
     meta = torch.device("meta")
     x = torch.empty(batch, frames, cfg.in_channels, h, w, device=meta)
@@ -81,7 +81,7 @@ def _transformer_flops(type_name: str, config_key: str, frames: int, h: int, w: 
         kwargs["image_rotary_emb"] = (rope, rope)
     if hasattr(model.time_embedding, "ref_step"):
         kwargs["timestep_cond"] = torch.empty(batch, 2, device=meta)
-    flops, attn = _count(lambda: model(hidden_states=x, encoder_hidden_states=enc, timestep=t, return_dict=False,
+    flops, attn = count_flops(lambda: model(hidden_states=x, encoder_hidden_states=enc, timestep=t, return_dict=False,
                                        **kwargs))
     params = sum(q.numel() for q in model.parameters())
     return flops, attn, params, video_tokens + text_len
@@ -97,7 +97,7 @@ _REF = 8  # reference side: 8x8 latent pixels (decode) or 8 * factor pixels (enc
 
 @lru_cache(maxsize=64)
 def _vae_per_area(config_key: str, op: str, frames: int, chunks: tuple[int, ...] = ()) -> tuple[float, int]:
-    vae = _meta_module("cogvideox-vae", config_key)
+    vae = meta_module("cogvideox-vae", config_key)
     vae.disable_tiling()
     meta = torch.device("meta")
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -105,13 +105,13 @@ def _vae_per_area(config_key: str, op: str, frames: int, chunks: tuple[int, ...]
         side = _REF * factor
         x = torch.empty(1, 3, frames, side, side, device=meta)
         if chunks:  # FlashVideo's release: frame chunks, cache carried (what Generator.flow_init runs)
-            flops, _ = _count(lambda: encode_chunk_moments(vae, x, chunks))
+            flops, _ = count_flops(lambda: encode_chunk_moments(vae, x, chunks))
         else:
-            flops, _ = _count(lambda: vae.encode(x))
+            flops, _ = count_flops(lambda: vae.encode(x))
     else:
         side = _REF
         z = torch.empty(1, vae.config.latent_channels, (frames - 1) // 4 + 1, side, side, device=meta)
-        flops, _ = _count(lambda: vae.decode(z))
+        flops, _ = count_flops(lambda: vae.decode(z))
     return flops / (side * side), sum(q.numel() for q in vae.parameters())
 
 
@@ -127,7 +127,7 @@ def _tiled_area(height: int, width: int, tile_h: int, tile_w: int, overlap_h: fl
 def _vae_flops(config_key: str, op: str, frames: int, height: int, width: int, tiling: bool,
                chunks: tuple[int, ...] = (), width_splits: int = 1) -> tuple[int, int]:
     per_area, params = _vae_per_area(config_key, op, frames, chunks if op == "encode" else ())
-    vae = _meta_module("cogvideox-vae", config_key)
+    vae = meta_module("cogvideox-vae", config_key)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     if op == "encode":
         h, w, th, tw = height, width, vae.tile_sample_min_height, vae.tile_sample_min_width
@@ -144,9 +144,9 @@ def _vae_flops(config_key: str, op: str, frames: int, height: int, width: int, t
 
 @lru_cache(maxsize=64)
 def _text_flops(type_name: str, config_key: str, length: int) -> tuple[int, int]:
-    model = _meta_module(type_name, config_key)
+    model = meta_module(type_name, config_key)
     ids = torch.zeros(1, length, dtype=torch.long, device="meta")
-    flops, _ = _count(lambda: model(ids))
+    flops, _ = count_flops(lambda: model(ids))
     return flops, sum(q.numel() for q in model.parameters())
 
 
@@ -154,7 +154,7 @@ def transformer_forward_flops(preset: Preset, stage: StageConfig, batch: int = 1
     """FLOPs of one transformer forward of ``stage`` at ``batch`` (a CFG step is one forward at batch 2)."""
     spec = preset.components[stage.transformer]
     f = preset.vae_spatial_factor
-    flops, attn, params, tokens = _transformer_flops(spec.type, _key(spec.config), preset.latent_frames,
+    flops, attn, params, tokens = _transformer_flops(spec.type, config_key(spec.config), preset.latent_frames,
                                                      stage.height // f, stage.width // f, preset.max_text_length, batch)
     return ForwardFlops(stage.transformer, params, tokens, batch, flops, attn)
 
@@ -168,7 +168,7 @@ def vae_flops(preset: Preset, op: str, height: int, width: int, width_splits: in
         return ForwardFlops("vae", 0, None, 1, 0, 0)
     if spec.type != "cogvideox-vae":
         raise FvbenchError(f"preset {preset.name!r}: no FLOP rule for VAE type {spec.type!r}")
-    flops, params = _vae_flops(_key(spec.config), op, preset.frames, height, width, preset.vae_tiling,
+    flops, params = _vae_flops(config_key(spec.config), op, preset.frames, height, width, preset.vae_tiling,
                                preset.vae_encode_chunks, width_splits)
     return ForwardFlops("vae", params, None, 1, flops, 0)
 
@@ -176,7 +176,7 @@ def vae_flops(preset: Preset, op: str, height: int, width: int, width_splits: in
 def text_encoder_flops(preset: Preset) -> ForwardFlops:
     """FLOPs of encoding one prompt (max_text_length tokens)."""
     spec = preset.components["text_encoder"]
-    flops, params = _text_flops(spec.type, _key(spec.config), preset.max_text_length)
+    flops, params = _text_flops(spec.type, config_key(spec.config), preset.max_text_length)
     return ForwardFlops("text_encoder", params, preset.max_text_length, 1, flops, 0)
 
 

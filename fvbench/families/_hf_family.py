@@ -12,56 +12,13 @@ from typing import Any, Callable
 
 import torch
 
-from fvbench.compute.flops import _count, _meta_module
+from fvbench.compute.flops import count_flops, meta_module
 from fvbench.compute.timing import ComponentTimer, PeakMemory
 from fvbench.generation.denoiser import GuidedCall
 from fvbench.generation.generator import Generator, StageOutput, stage_seed, to_pixels, to_uint8
 from fvbench.generation.noise import NoiseSource, SeededNoise
 from fvbench.generation.presets import Preset, StageConfig
 from fvbench.generation.samplers.scheduler import sample_scheduler
-
-
-def _checked_loader(library: str, cls_name: str, dtype_arg: str) -> Callable[[Path, torch.dtype], torch.nn.Module]:
-    """A local-only ``from_pretrained`` loader that refuses a folder missing some of the class's weights (the library
-    would initialise them at random, with only a warning)."""
-
-    def load(path: Path, dtype: torch.dtype) -> torch.nn.Module:
-        import importlib
-
-        cls = getattr(importlib.import_module(library), cls_name)
-        model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True, **{dtype_arg: dtype})
-        missing = sorted(info.get("missing_keys") or [])
-        if missing:
-            raise ValueError(f"{len(missing)} weights of {cls_name} are not in the folder (e.g. "
-                             f"{', '.join(missing[:3])}); a folder of another architecture?")
-        return model
-
-    return load
-
-
-def load_transformers_model(cls_name: str) -> Callable[[Path, torch.dtype], torch.nn.Module]:
-    """A checked local loader for a ``transformers`` model class (Llama, CLIP text)."""
-    return _checked_loader("transformers", cls_name, "dtype")
-
-
-def load_diffusers_model(cls_name: str) -> Callable[[Path, torch.dtype], torch.nn.Module]:
-    """A checked local loader for a diffusers model class (the families' transformers and VAEs)."""
-    return _checked_loader("diffusers", cls_name, "torch_dtype")
-
-
-def build_transformers_model(model_cls: str, config_cls: str) -> Callable[[dict[str, Any]], torch.nn.Module]:
-    """A builder for a ``transformers`` model from a config dict; the vocabulary defaults to the in-code tokenizer's."""
-
-    def build(config: dict[str, Any]) -> torch.nn.Module:
-        import transformers
-
-        from fvbench.generation.models.tokenizer import builtin_tokenizer
-
-        cfg = dict(config)
-        cfg.setdefault("vocab_size", len(builtin_tokenizer()))
-        return getattr(transformers, model_cls)(getattr(transformers, config_cls)(**cfg))
-
-    return build
 
 
 def load_auto_tokenizer(path: Path, dtype: torch.dtype):
@@ -82,8 +39,8 @@ def flow_scheduler(stage: StageConfig):
 def count_module(type_name: str, config: dict[str, Any],
                  call: Callable[[torch.nn.Module], Any]) -> tuple[int, int, int]:
     """(FLOPs, attention FLOPs, parameters) of ``call(module)`` on the meta device, the module built from its config."""
-    module = _meta_module(type_name, json.dumps(config, sort_keys=True))
-    flops, attention = _count(lambda: call(module))
+    module = meta_module(type_name, json.dumps(config, sort_keys=True))
+    flops, attention = count_flops(lambda: call(module))
     return flops, attention, sum(p.numel() for p in module.parameters())
 
 

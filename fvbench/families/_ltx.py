@@ -31,7 +31,7 @@ from diffusers.pipelines.ltx.pipeline_ltx import LTXPipeline, calculate_shift, r
 from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXConditionPipeline, linear_quadratic_schedule
 from diffusers.pipelines.ltx.pipeline_ltx_latent_upsample import LTXLatentUpsamplePipeline
 
-from fvbench.compute.flops import _count, _key, _meta_module, text_encoder_flops
+from fvbench.compute.flops import count_flops, config_key, meta_module, text_encoder_flops
 from fvbench.compute.timing import ComponentTimer, PeakMemory
 from fvbench.errors import FvbenchError
 from fvbench.families.ltx import STAGE_OPTIONS
@@ -313,7 +313,7 @@ class _PerTokenStep:
 def _transformer_count(type_name: str, config_key: str, grid: tuple[int, int, int], text_len: int, batch: int,
                        solver: str) -> tuple[int, int, int]:
     """(FLOPs, attention FLOPs, parameters) of one transformer call on the meta device at the stage's grid."""
-    model = _meta_module(type_name, config_key)
+    model = meta_module(type_name, config_key)
     cfg = model.config
     meta = torch.device("meta")
     tokens = (grid[0] // cfg.patch_size_t) * (grid[1] // cfg.patch_size) * (grid[2] // cfg.patch_size)
@@ -326,7 +326,7 @@ def _transformer_count(type_name: str, config_key: str, grid: tuple[int, int, in
     else:
         kwargs = {"timestep": torch.empty(batch, device=meta), "num_frames": grid[0], "height": grid[1],
                   "width": grid[2], "rope_interpolation_scale": (8 / 25, 32, 32)}
-    flops, attn = _count(lambda: model(hidden_states=x, encoder_hidden_states=enc, encoder_attention_mask=mask,
+    flops, attn = count_flops(lambda: model(hidden_states=x, encoder_hidden_states=enc, encoder_attention_mask=mask,
                                        return_dict=False, **kwargs))
     return flops, attn, sum(q.numel() for q in model.parameters())
 
@@ -337,10 +337,10 @@ _DECODE_REF = ((2, 2), (4, 4))  # latent sizes the decoder is counted at; its FL
 @lru_cache(maxsize=256)
 @torch.no_grad()
 def _decode_count(config_key: str, latent_frames: int, h: int, w: int) -> int:
-    vae = _meta_module("ltx-vae", config_key)
+    vae = meta_module("ltx-vae", config_key)
     z = torch.empty(1, vae.config.latent_channels, latent_frames, h, w, device="meta")
     t = torch.empty(1, device="meta") if vae.config.timestep_conditioning else None
-    return _count(lambda: vae.decode(z, t))[0]
+    return count_flops(lambda: vae.decode(z, t))[0]
 
 
 def decode_flops(config_key: str, latent_frames: int, h: int, w: int) -> int:
@@ -359,10 +359,10 @@ def decode_flops(config_key: str, latent_frames: int, h: int, w: int) -> int:
 @lru_cache(maxsize=64)
 def upsample_flops(type_name: str, config_key: str, grid: tuple[int, int, int]) -> int:
     """FLOPs of the latent upsampler on the previous stage's latents (counted directly on meta)."""
-    model = _meta_module(type_name, config_key)
+    model = meta_module(type_name, config_key)
     x = torch.empty(1, model.config.in_channels, *grid, device="meta")
     with torch.no_grad():
-        return _count(lambda: model(x))[0]
+        return count_flops(lambda: model(x))[0]
 
 
 def preset_flops(preset: Preset) -> dict[str, Any]:
@@ -370,19 +370,19 @@ def preset_flops(preset: Preset) -> dict[str, Any]:
     (NFE calls, batch 2 with guidance), the latent upsampler (refine stages) and the VAE decode of the stage's video."""
     guided = any(s.cfg > 1.0 for s in preset.stages)
     text = text_encoder_flops(preset).flops * (2 if guided else 1)
-    vae_key = _key(preset.components["vae"].config)
+    vae_key = config_key(preset.components["vae"].config)
     f = preset.vae_spatial_factor
     stages: dict[str, dict[str, int]] = {}
     for i, s in enumerate(preset.stages):
         spec = preset.components[s.transformer]
         grid = (preset.latent_frames, s.height // f, s.width // f)
-        fwd, attn, _ = _transformer_count(spec.type, _key(spec.config), grid, preset.max_text_length,
+        fwd, attn, _ = _transformer_count(spec.type, config_key(spec.config), grid, preset.max_text_length,
                                           2 if s.cfg > 1.0 else 1, s.solver)
         out = {"denoise": s.nfe * fwd, "denoise_attention": s.nfe * attn, "vae_encode": 0, "upsample": 0}
         if s.init == "latent-upsample":
             up = preset.components[options(s)["upsampler"]]
             prev = preset.stages[i - 1]
-            out["upsample"] = upsample_flops(up.type, _key(up.config),
+            out["upsample"] = upsample_flops(up.type, config_key(up.config),
                                              (preset.latent_frames, prev.height // f, prev.width // f))
         out["vae_decode"] = decode_flops(vae_key, *grid)
         out["total"] = out["denoise"] + out["vae_encode"] + out["upsample"] + out["vae_decode"]

@@ -224,35 +224,35 @@ def _flops_module():
 @lru_cache(maxsize=64)
 def _transformer_flops(type_name: str, key: str, latent_frames: int, h: int, w: int, text_len: int) -> tuple[int, int]:
     fl = _flops_module()
-    model = fl._meta_module(type_name, key)
+    model = fl.meta_module(type_name, key)
     meta = torch.device("meta")
     cfg = model.config
     x = torch.empty(1, cfg.in_channels, latent_frames, h, w, device=meta)
     enc = torch.empty(1, text_len, cfg.text_dim, device=meta)
     t = torch.zeros(1, device=meta)
-    return fl._count(lambda: model(hidden_states=x, timestep=t, encoder_hidden_states=enc, return_dict=False))
+    return fl.count_flops(lambda: model(hidden_states=x, timestep=t, encoder_hidden_states=enc, return_dict=False))
 
 
 @lru_cache(maxsize=64)
 def _params(type_name: str, key: str) -> int:
-    return sum(q.numel() for q in _flops_module()._meta_module(type_name, key).parameters())
+    return sum(q.numel() for q in _flops_module().meta_module(type_name, key).parameters())
 
 
 @lru_cache(maxsize=64)
 def _vae_decode_flops(key: str, latent_frames: int, h: int, w: int) -> int:
     """One AutoencoderKLWan decode of a whole video, counted directly on meta (its mid-block attention included)."""
     fl = _flops_module()
-    vae = fl._meta_module("wan-vae", key)
+    vae = fl.meta_module("wan-vae", key)
     z = torch.empty(1, vae.config.z_dim, latent_frames, h, w, device=torch.device("meta"))
-    return fl._count(lambda: vae.decode(z, return_dict=False))[0]
+    return fl.count_flops(lambda: vae.decode(z, return_dict=False))[0]
 
 
 @lru_cache(maxsize=64)
 def _text_flops(type_name: str, key: str, length: int) -> int:
     fl = _flops_module()
-    model = fl._meta_module(type_name, key)
+    model = fl.meta_module(type_name, key)
     ids = torch.zeros(1, length, dtype=torch.long, device="meta")
-    return fl._count(lambda: model(input_ids=ids))[0]  # no mask: the same matmuls (a mask on meta cannot be read)
+    return fl.count_flops(lambda: model(input_ids=ids))[0]  # no mask: the same matmuls (a mask on meta cannot be read)
 
 
 def preset_flops(preset: Preset) -> dict[str, Any]:
@@ -267,7 +267,7 @@ def preset_flops(preset: Preset) -> dict[str, Any]:
     fl = _flops_module()
     guided = any(s.cfg > 1.0 for s in preset.stages)
     te = preset.components["text_encoder"]
-    text = _text_flops(te.type, fl._key(te.config), preset.max_text_length) * (2 if guided and preset.uncond == "empty"
+    text = _text_flops(te.type, fl.config_key(te.config), preset.max_text_length) * (2 if guided and preset.uncond == "empty"
                                                                                  else 1)
     vf = preset.vae_spatial_factor
     stages: dict[str, dict[str, int]] = {}
@@ -275,16 +275,16 @@ def preset_flops(preset: Preset) -> dict[str, Any]:
         if s.pipeline not in ("", "wan"):
             continue  # a cross-family cascade's other stage: its own pipeline counts it
         spec = preset.components[s.transformer]
-        fwd, attn = _transformer_flops(spec.type, fl._key(spec.config), preset.latent_frames, s.height // vf,
+        fwd, attn = _transformer_flops(spec.type, fl.config_key(spec.config), preset.latent_frames, s.height // vf,
                                        s.width // vf, preset.max_text_length)
         calls = 2 if s.cfg > 1.0 else 1
         vae = preset.components["vae"]
-        dec = (_vae_decode_flops(fl._key(vae.config), preset.latent_frames, s.height // vf, s.width // vf)
+        dec = (_vae_decode_flops(fl.config_key(vae.config), preset.latent_frames, s.height // vf, s.width // vf)
                if decodes(preset, i) else 0)
         out = {"denoise": s.nfe * calls * fwd, "denoise_attention": s.nfe * calls * attn, "vae_encode": 0,
                "upsample": 0, "vae_decode": dec}
         out["total"] = out["denoise"] + out["vae_decode"]
         # what `fvbench flops` prints beside the totals: one transformer call, how many, the transformer's size
-        out.update(forward=fwd, calls=s.nfe * calls, params=_params(spec.type, fl._key(spec.config)))
+        out.update(forward=fwd, calls=s.nfe * calls, params=_params(spec.type, fl.config_key(spec.config)))
         stages[s.name] = out
     return {"text_encode": text, "stages": stages, "total": text + sum(s["total"] for s in stages.values())}

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fvbench.families._checks import check_options
-from fvbench.families._lazy import lazy_build, lazy_load
 from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, ComponentType, VaeGeometry,
-                                                _build_diffusers, _build_tokenizer, register_component_type)
+                                                build_diffusers, build_tokenizer, build_transformers, load_diffusers,
+                                                load_transformers, register_component_type)
 from fvbench.generation.pipelines import PipelineInfo, register_pipeline
 
 if TYPE_CHECKING:
@@ -36,17 +36,17 @@ def _load_tokenizer(path: Path, dtype: Any):
 HUNYUAN_GEOMETRY = VaeGeometry(lambda c: int(c.get("spatial_compression_ratio", 8)), _latent_frames)
 
 for _ct in (
-    ComponentType("hunyuan-transformer", _build_diffusers("HunyuanVideoTransformer3DModel"),
-                  lazy_load("load_diffusers_model", "HunyuanVideoTransformer3DModel"), DIFFUSERS_WEIGHTS),
-    ComponentType("hunyuan-vae", _build_diffusers("AutoencoderKLHunyuanVideo"),
-                  lazy_load("load_diffusers_model", "AutoencoderKLHunyuanVideo"), DIFFUSERS_WEIGHTS,
+    ComponentType("hunyuan-transformer", build_diffusers("HunyuanVideoTransformer3DModel"),
+                  load_diffusers("HunyuanVideoTransformer3DModel"), DIFFUSERS_WEIGHTS),
+    ComponentType("hunyuan-vae", build_diffusers("AutoencoderKLHunyuanVideo"),
+                  load_diffusers("AutoencoderKLHunyuanVideo"), DIFFUSERS_WEIGHTS,
                   vae=HUNYUAN_GEOMETRY),
-    ComponentType("hunyuan-llama", lazy_build("LlamaModel", "LlamaConfig"),
-                  lazy_load("load_transformers_model", "LlamaModel"), TRANSFORMERS_WEIGHTS),
-    ComponentType("hunyuan-clip-text", lazy_build("CLIPTextModel", "CLIPTextConfig"),
-                  lazy_load("load_transformers_model", "CLIPTextModel"), TRANSFORMERS_WEIGHTS),
+    ComponentType("hunyuan-llama", build_transformers("LlamaModel", "LlamaConfig"),
+                  load_transformers("LlamaModel"), TRANSFORMERS_WEIGHTS),
+    ComponentType("hunyuan-clip-text", build_transformers("CLIPTextModel", "CLIPTextConfig"),
+                  load_transformers("CLIPTextModel"), TRANSFORMERS_WEIGHTS),
     # in code: fvbench's builtin tokenizer (tiny and CPU-scale presets); from a folder: the class its config names
-    ComponentType("hunyuan-tokenizer", _build_tokenizer, _load_tokenizer, TOKENIZER_FILES, meta_ok=False,
+    ComponentType("hunyuan-tokenizer", build_tokenizer, _load_tokenizer, TOKENIZER_FILES, meta_ok=False,
                   config_file=None),
 ):
     register_component_type(_ct)

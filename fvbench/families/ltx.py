@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, ComponentType, VaeGeometry, _build_diffusers,
-                                                _load_diffusers, register_component_type)
+from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, ComponentType, VaeGeometry, build_diffusers,
+                                                load_diffusers, register_component_type)
 from fvbench.generation.pipelines import PipelineInfo, register_pipeline
-from fvbench.plugins import _resolve
+from fvbench.plugins import resolve
 
 TEMPORAL_FACTOR = 8  # every published LTX-Video VAE (0.9.0 to 0.9.8) compresses time 8x, the first frame apart
 
@@ -59,17 +59,17 @@ def _ltx_latent_frames(frames: int) -> int:
 
 def _lazy(name: str):
     def call(*args):
-        return _resolve(f"fvbench.families._ltx:{name}")(*args)
+        return resolve(f"fvbench.families._ltx:{name}")(*args)
 
     call.__name__ = name
     return call
 
 
 for _ct in (
-    ComponentType("ltx-transformer", _build_diffusers("LTXVideoTransformer3DModel"),
-                  _load_diffusers("LTXVideoTransformer3DModel"), DIFFUSERS_WEIGHTS,
+    ComponentType("ltx-transformer", build_diffusers("LTXVideoTransformer3DModel"),
+                  load_diffusers("LTXVideoTransformer3DModel"), DIFFUSERS_WEIGHTS,
                   spatial_multiple=lambda c: int(c.get("patch_size", 1))),
-    ComponentType("ltx-vae", _build_diffusers("AutoencoderKLLTXVideo"), _load_diffusers("AutoencoderKLLTXVideo"),
+    ComponentType("ltx-vae", build_diffusers("AutoencoderKLLTXVideo"), load_diffusers("AutoencoderKLLTXVideo"),
                   DIFFUSERS_WEIGHTS, vae=VaeGeometry(lambda c: vae_ratios(c)[0], _ltx_latent_frames)),
     ComponentType("ltx-latent-upsampler", _lazy("build_upsampler"), _lazy("load_upsampler"), DIFFUSERS_WEIGHTS),
     # the scheduler is a folder too (scheduler/scheduler_config.json); it has no weights, its config file is its content

@@ -10,9 +10,8 @@ import math
 from typing import TYPE_CHECKING
 
 from fvbench.families._checks import check_options
-from fvbench.families._lazy import lazy_load
-from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, ComponentType, VaeGeometry, _build_diffusers,
-                                                register_component_type)
+from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, ComponentType, VaeGeometry, build_diffusers,
+                                                load_diffusers, register_component_type)
 from fvbench.generation.pipelines import PipelineInfo, register_pipeline
 
 if TYPE_CHECKING:
@@ -29,10 +28,9 @@ def _latent_frames(frames: int) -> int:
 MOCHI_GEOMETRY = VaeGeometry(lambda c: math.prod(c.get("spatial_expansions", (2, 2, 2))), _latent_frames)
 
 for _ct in (
-    ComponentType("mochi-transformer", _build_diffusers("MochiTransformer3DModel"),
-                  lazy_load("load_diffusers_model", "MochiTransformer3DModel"), DIFFUSERS_WEIGHTS),
-    ComponentType("mochi-vae", _build_diffusers("AutoencoderKLMochi"), lazy_load("load_diffusers_model",
-                  "AutoencoderKLMochi"), DIFFUSERS_WEIGHTS, vae=MOCHI_GEOMETRY),
+    ComponentType("mochi-transformer", build_diffusers("MochiTransformer3DModel"),
+                  load_diffusers("MochiTransformer3DModel"), DIFFUSERS_WEIGHTS),
+    ComponentType("mochi-vae", build_diffusers("AutoencoderKLMochi"), load_diffusers("AutoencoderKLMochi"), DIFFUSERS_WEIGHTS, vae=MOCHI_GEOMETRY),
 ):
     register_component_type(_ct)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fvbench.generation.models.registry import (DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, ComponentType, VaeGeometry,
-                                                _build_diffusers, _build_transformers, _load_diffusers,
-                                                _load_transformers, register_component_type)
+                                                build_diffusers, build_transformers, load_diffusers,
+                                                load_transformers, register_component_type)
 from fvbench.generation.pipelines import PipelineInfo, register_pipeline
 
 if TYPE_CHECKING:
@@ -47,14 +47,14 @@ def _wan_patch(config: dict[str, Any]) -> int:
 
 
 for _ct in (
-    ComponentType("wan-transformer", _build_diffusers("WanTransformer3DModel"),
-                  _load_diffusers("WanTransformer3DModel"), DIFFUSERS_WEIGHTS, spatial_multiple=_wan_patch),
-    ComponentType("wan-vae", _build_diffusers("AutoencoderKLWan"), _load_diffusers("AutoencoderKLWan"),
+    ComponentType("wan-transformer", build_diffusers("WanTransformer3DModel"),
+                  load_diffusers("WanTransformer3DModel"), DIFFUSERS_WEIGHTS, spatial_multiple=_wan_patch),
+    ComponentType("wan-vae", build_diffusers("AutoencoderKLWan"), load_diffusers("AutoencoderKLWan"),
                   DIFFUSERS_WEIGHTS, vae=VaeGeometry(_wan_spatial_factor, wan_latent_frames)),
-    ComponentType("umt5-encoder", _build_transformers("UMT5EncoderModel", "UMT5Config"),
-                  _load_transformers("UMT5EncoderModel"), TRANSFORMERS_WEIGHTS),
+    ComponentType("umt5-encoder", build_transformers("UMT5EncoderModel", "UMT5Config"),
+                  load_transformers("UMT5EncoderModel", checked=False), TRANSFORMERS_WEIGHTS),
     # the published scheduler/scheduler_config.json; built from the preset's copy of its values for builtin presets
-    ComponentType("unipc-scheduler", _build_diffusers("UniPCMultistepScheduler"),
+    ComponentType("unipc-scheduler", build_diffusers("UniPCMultistepScheduler"),
                   lambda p, d: _heavy("load_scheduler")(p, d), ("scheduler_config.json",), meta_ok=False,
                   config_file="scheduler_config.json"),
 ):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from fvbench.plugins import Registry, _resolve
+from fvbench.plugins import Registry, resolve
 
 if TYPE_CHECKING:
     from fvbench.generation.presets import Preset
@@ -71,7 +71,7 @@ def validate_preset(preset: "Preset") -> None:
     """
     info = pipeline_info(preset)
     if info.name == "composite":
-        _resolve(info.validate)(preset)
+        resolve(info.validate)(preset)
         return
     for s in preset.stages:
         if s.pipeline and s.pipeline != info.name:
@@ -83,7 +83,7 @@ def validate_preset(preset: "Preset") -> None:
             raise ValueError(f"stage {s.name!r}: init {s.init!r} is not one of pipeline {info.name!r}'s: "
                              f"{', '.join(info.inits)}")
     if info.validate:
-        _resolve(info.validate)(preset)
+        resolve(info.validate)(preset)
 
 
 def own_stages(preset: "Preset", pipeline: str) -> tuple:
@@ -94,7 +94,7 @@ def own_stages(preset: "Preset", pipeline: str) -> tuple:
 
 def generator_class(preset: "Preset") -> type:
     """The Generator subclass that runs ``preset``."""
-    return _resolve(pipeline_info(preset).generator)
+    return resolve(pipeline_info(preset).generator)
 
 
 def make_generator(preset: "Preset", components: Any, device: Any = "cpu"):
@@ -105,4 +105,4 @@ def make_generator(preset: "Preset", components: Any, device: Any = "cpu"):
 def flops_rule(preset: "Preset") -> Callable[["Preset"], dict[str, Any]] | None:
     """The pipeline's own per-video FLOP function, or None for the CogVideoX rule."""
     info = pipeline_info(preset)
-    return _resolve(info.flops) if info.flops else None
+    return resolve(info.flops) if info.flops else None

@@ -77,40 +77,46 @@ class ComponentType:
     config_file: str | None = "config.json"  # must be in the folder (None: a tokenizer's files are its config)
 
 
-def _diffusers_class(name: str):
-    import diffusers
+def _model_class(library: str, cls_name: str):
+    if cls_name == "FlashVideoTransformer3DModel":  # fvbench's own stage-II DiT
+        from fvbench.generation.models.flashvideo import FlashVideoTransformer3DModel
 
-    return getattr(diffusers, name)
+        return FlashVideoTransformer3DModel
+    import importlib
+
+    return getattr(importlib.import_module(library), cls_name)
 
 
-def _build_diffusers(cls_name: str) -> Callable[[dict[str, Any]], Any]:
+def build_diffusers(cls_name: str) -> Callable[[dict[str, Any]], Any]:
+    """A builder (random init from a config dict) for a diffusers class, or fvbench's FlashVideo DiT."""
     def build(config: dict[str, Any]):
-        if cls_name == "FlashVideoTransformer3DModel":
-            from fvbench.generation.models.flashvideo import FlashVideoTransformer3DModel as cls
-        else:
-            cls = _diffusers_class(cls_name)
-        return cls(**config)
+        return _model_class("diffusers", cls_name)(**config)
 
     return build
 
 
-def _load_diffusers(cls_name: str) -> Callable[[Path, torch.dtype], Any]:
-    def load(path: Path, dtype: torch.dtype):
-        if cls_name == "FlashVideoTransformer3DModel":
-            from fvbench.generation.models.flashvideo import FlashVideoTransformer3DModel as cls
-        else:
-            cls = _diffusers_class(cls_name)
-        model, info = cls.from_pretrained(path, torch_dtype=dtype, local_files_only=True, output_loading_info=True)
-        if info.get("missing_keys"):  # diffusers would initialise them at random, with only a warning
-            missing = sorted(info["missing_keys"])
+def _checked_loader(library: str, cls_name: str, dtype_arg: str) -> Callable[[Path, "torch.dtype"], Any]:
+    """A local-only ``from_pretrained`` loader that refuses a folder missing some of the class's weights (diffusers and
+    transformers would initialise them at random, with only a warning)."""
+    def load(path: Path, dtype: "torch.dtype"):
+        cls = _model_class(library, cls_name)
+        model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True, **{dtype_arg: dtype})
+        missing = sorted(info.get("missing_keys") or [])
+        if missing:
+            hint = " (re-run fvbench convert-flashvideo)" if cls_name.startswith("FlashVideo") else ""
             raise ValueError(f"{len(missing)} weights of {cls_name} are not in the folder (e.g. {', '.join(missing[:3])}); "
-                             f"a folder converted for another architecture? (re-run fvbench convert-flashvideo)")
+                             f"a folder of another architecture?{hint}")
         return model
 
     return load
 
 
-def _build_transformers(model_cls: str, config_cls: str) -> Callable[[dict[str, Any]], Any]:
+def load_diffusers(cls_name: str) -> Callable[[Path, "torch.dtype"], Any]:
+    """A checked local loader for a diffusers model class (transformers, VAEs)."""
+    return _checked_loader("diffusers", cls_name, "torch_dtype")
+
+
+def build_transformers(model_cls: str, config_cls: str) -> Callable[[dict[str, Any]], Any]:
     """Build a transformers text encoder from a config dict (vocabulary defaulting to the builtin tokenizer's)."""
     def build(config: dict[str, Any]):
         import transformers
@@ -124,16 +130,19 @@ def _build_transformers(model_cls: str, config_cls: str) -> Callable[[dict[str, 
     return build
 
 
-def _load_transformers(model_cls: str) -> Callable[[Path, torch.dtype], Any]:
-    def load(path: Path, dtype: torch.dtype):
-        import transformers
+def load_transformers(model_cls: str, checked: bool = True) -> Callable[[Path, "torch.dtype"], Any]:
+    """A local loader for a transformers model class (T5, UMT5, Llama, CLIP text); ``checked`` refuses missing weights
+    (T5 and UMT5 are loaded unchecked, as they always were: their checkpoints tie embeddings transformers may list)."""
+    if checked:
+        return _checked_loader("transformers", model_cls, "dtype")
 
-        return getattr(transformers, model_cls).from_pretrained(path, dtype=dtype, local_files_only=True)
+    def load(path: Path, dtype: "torch.dtype"):
+        return _model_class("transformers", model_cls).from_pretrained(path, dtype=dtype, local_files_only=True)
 
     return load
 
 
-def _build_tokenizer(config: dict[str, Any]):
+def build_tokenizer(config: dict[str, Any]):
     from fvbench.generation.models.tokenizer import builtin_tokenizer
 
     if config:
@@ -165,15 +174,15 @@ def register_component_type(ct: ComponentType, *, replace: bool = False, origin:
 
 
 for _ct in (
-    ComponentType("cogvideox-transformer", _build_diffusers("CogVideoXTransformer3DModel"),
-                  _load_diffusers("CogVideoXTransformer3DModel"), DIFFUSERS_WEIGHTS),
-    ComponentType("flashvideo-transformer", _build_diffusers("FlashVideoTransformer3DModel"),
-                  _load_diffusers("FlashVideoTransformer3DModel"), DIFFUSERS_WEIGHTS),
-    ComponentType("cogvideox-vae", _build_diffusers("AutoencoderKLCogVideoX"), _load_diffusers("AutoencoderKLCogVideoX"),
+    ComponentType("cogvideox-transformer", build_diffusers("CogVideoXTransformer3DModel"),
+                  load_diffusers("CogVideoXTransformer3DModel"), DIFFUSERS_WEIGHTS),
+    ComponentType("flashvideo-transformer", build_diffusers("FlashVideoTransformer3DModel"),
+                  load_diffusers("FlashVideoTransformer3DModel"), DIFFUSERS_WEIGHTS),
+    ComponentType("cogvideox-vae", build_diffusers("AutoencoderKLCogVideoX"), load_diffusers("AutoencoderKLCogVideoX"),
                   DIFFUSERS_WEIGHTS, vae=COGVIDEOX_GEOMETRY),
-    ComponentType("t5-encoder", _build_transformers("T5EncoderModel", "T5Config"), _load_transformers("T5EncoderModel"),
+    ComponentType("t5-encoder", build_transformers("T5EncoderModel", "T5Config"), load_transformers("T5EncoderModel", checked=False),
                   TRANSFORMERS_WEIGHTS),
-    ComponentType("t5-tokenizer", _build_tokenizer, _load_tokenizer, ("spiece.model", "tokenizer.json"), meta_ok=False,
+    ComponentType("t5-tokenizer", build_tokenizer, _load_tokenizer, ("spiece.model", "tokenizer.json"), meta_ok=False,
                   config_file=None),
 ):
     register_component_type(_ct)
